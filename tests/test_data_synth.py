@@ -1,0 +1,111 @@
+"""Synthetic rain: reproducible, readable by every reader, heavy measurably heavier than light."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from menet_tf.data import add_rain, discover, psnr, synthesize, train_dataset, validate_pairs
+from menet_tf.data.synth import motion_kernel, parse_size, skimage_photos
+from menet_tf.errors import DataError
+
+from data_helpers import rainy_image, save
+
+SMALL = dict(count=3, test_count=2, size="96x64", progress=False)
+
+
+def read_all(folder):
+    return {n: np.asarray(Image.open(os.path.join(folder, n))) for n in sorted(os.listdir(folder))}
+
+
+def test_same_seed_same_files_other_seed_differs(tmp_path):
+    synthesize(tmp_path / "a", seed=7, **SMALL)
+    synthesize(tmp_path / "b", seed=7, **SMALL)
+    synthesize(tmp_path / "c", seed=8, **SMALL)
+    for split in ("train", "test"):
+        a, b, c = (read_all(tmp_path / x / split) for x in "abc")
+        assert list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
+        assert not np.array_equal(a["rain-1.png"], c["rain-1.png"])
+    # image N does not depend on how many were asked for
+    synthesize(tmp_path / "d", seed=7, **{**SMALL, "count": 1})
+    assert np.array_equal(read_all(tmp_path / "d" / "train")["rain-1.png"],
+                          read_all(tmp_path / "a" / "train")["rain-1.png"])
+
+
+def test_jorder_layout_and_pipeline_readable(tmp_path):
+    summary = synthesize(tmp_path / "out", preset="light", seed=0, **SMALL)
+    d = discover(summary["folders"]["train"])
+    assert d.layout == "jorder" and len(d.pairs) == 3 and all(p.streak for p in d.pairs)
+    assert len(validate_pairs(summary["folders"]["test"])) == 2
+    assert (validate_pairs(d)[0].height, validate_pairs(d)[0].width) == (64, 96)
+    ds = train_dataset(summary["folders"]["train"], batch_size=10, crop_size=32)
+    assert len(list(ds)) == 3
+    meta = json.load(open(tmp_path / "out" / "synth.json"))
+    assert meta["preset"] == "light" and meta["seed"] == 0
+
+
+def test_rainy_is_clean_plus_streaks(tmp_path):
+    synthesize(tmp_path / "out", seed=1, **SMALL)
+    files = read_all(tmp_path / "out" / "train")
+    clean, rainy, streak = (files[f"{k}-2.png"].astype(int) for k in ("norain", "rain", "rainstreak"))
+    # additive model: O = clip(B + R), up to rounding of R to 8 bits
+    assert np.abs(np.clip(clean + streak, 0, 255) - rainy).max() <= 1
+    assert np.all(rainy >= clean)
+
+
+def test_heavy_is_heavier_than_light(tmp_path):
+    opts = dict(count=4, test_count=0, size="mixed", progress=False, seed=0)
+    heavy = synthesize(tmp_path / "h", preset="heavy", **opts)["input_psnr_db"]["train"]
+    light = synthesize(tmp_path / "l", preset="light", **opts)["input_psnr_db"]["train"]
+    assert heavy < light - 6, (heavy, light)
+    assert 8 < heavy < 20 and 20 < light < 35  # near Rain100H (~12-13 dB), Rain100L (25.5 dB)
+
+
+def test_screen_blend():
+    clean = np.full((4, 4, 3), 200, np.uint8)
+    r = np.full((4, 4), 0.5)
+    assert np.all(add_rain(clean, r, "screen") == round(255 * (1 - (1 - 200 / 255) * 0.5)))
+    assert np.all(add_rain(clean, r, "additive") == 255)
+    with pytest.raises(DataError, match="unknown blend"):
+        add_rain(clean, r, "multiply")
+
+
+def test_motion_kernel_is_normalised_line():
+    k = motion_kernel(9, 0.0)
+    assert abs(k.sum() - 1) < 1e-9
+    assert k[:, k.shape[1] // 2].sum() > 0.99  # vertical at 0 degrees
+
+
+def test_user_clean_dir_and_native_size(tmp_path):
+    save(str(tmp_path / "mine" / "a.png"), rainy_image(1, 50, 70))
+    save(str(tmp_path / "mine" / "b.png"), rainy_image(2, 60, 40))
+    synthesize(tmp_path / "out", clean_dir=tmp_path / "mine", size="native", count=2,
+               test_count=0, progress=False)
+    sizes = sorted(p.height for p in validate_pairs(tmp_path / "out" / "train"))
+    assert sizes == [50, 60]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no images"):
+        synthesize(tmp_path / "o2", clean_dir=tmp_path / "empty", progress=False)
+
+
+def test_rerun_overwrites_but_foreign_files_are_protected(tmp_path):
+    synthesize(tmp_path / "out", seed=0, **{**SMALL, "count": 4})
+    synthesize(tmp_path / "out", seed=0, **SMALL)  # fewer pairs: stale ones must go
+    assert len(discover(tmp_path / "out" / "train").pairs) == 3
+    (tmp_path / "out" / "train" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="notes.txt"):
+        synthesize(tmp_path / "out", seed=0, **SMALL)
+
+
+def test_bundled_photos_are_rgb():
+    photos = skimage_photos()
+    assert len(photos) >= 4
+    assert all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.uint8 for p in photos.values())
+
+
+def test_parse_size():
+    assert parse_size("481x321") == (481, 321)
+    assert parse_size("mixed") == "mixed"
+    with pytest.raises(DataError, match="WIDTHxHEIGHT"):
+        parse_size("big")
