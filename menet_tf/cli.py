@@ -5,6 +5,7 @@ them together. Handlers import TensorFlow lazily, which keeps ``menet-tf --help`
 """
 import argparse
 import importlib
+import os
 import sys
 
 from menet_tf.errors import MenetError
@@ -28,6 +29,8 @@ def build_parser():
 
 
 def main(argv=None):
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is not for CLI users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -30,7 +30,8 @@ def reconstruction_loss(clean, derained):
 
 def edge_loss(clean, derained):
     """L_e: MSE of the Sobel responses (tf.image.sobel_edges: reflect padding, both directions)."""
-    return _mean_squared_error(tf.image.sobel_edges(derained), tf.image.sobel_edges(clean))
+    sobel = lambda x: tf.image.sobel_edges(tf.convert_to_tensor(x))  # noqa: E731
+    return _mean_squared_error(sobel(derained), sobel(clean))
 
 
 def patch_gram(images):

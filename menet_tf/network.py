@@ -187,11 +187,16 @@ class MENET(keras.Model):
         # The paper's "BReLU": keep the de-rained image inside the valid range.
         return tf.clip_by_value(rainy + t, 0.0, 255.0)
 
+    def build(self, input_shape=None):
+        """Create every variable with a call on a tiny image (no shape depends on the size)."""
+        if not self.layer5.built:
+            self.call(tf.zeros([1, self.multiple, self.multiple, 3]), training=False)
+        self.built = True
+
     def ensure_built(self):
-        """Create the variables (their shapes do not depend on the image size)."""
+        """Build now, e.g. before loading weights into the model."""
         if not self.built:
-            size = self.multiple
-            self(tf.zeros([1, size, size, 3]), training=False)
+            self.build()
         return self
 
     def get_config(self):

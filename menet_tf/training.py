@@ -184,4 +184,6 @@ def build_model(config, steps_per_epoch=None):
         optimizer=make_optimizer(config.optimizer, steps_per_epoch),
         jit_compile=config.train.jit_compile,
     )
+    # Create Adam's slots now, so a saved model carries them and loads without warnings.
+    model.optimizer.build(model.trainable_variables)
     return model

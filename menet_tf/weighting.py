@@ -28,7 +28,7 @@ class TaskWeighting:
 
     needs_gradient_norms = False
 
-    def __init__(self, tasks):
+    def __init__(self, tasks, task_weights=None):
         self.tasks = tuple(tasks)
 
     def weights(self, losses, gradient_norms=None):

@@ -20,7 +20,8 @@ def run(argv):
 def test_check_dataset_root_with_expect(tmp_path, capsys):
     make_twin(tmp_path / "set" / "train", n=3)
     make_twin(tmp_path / "set" / "test", n=2)
-    code = run(["data", "check", str(tmp_path / "set"), "--expect", "Rain100L", "--crop-size", "16"])
+    code = run(["data", "check", str(tmp_path / "set"), "--expect", "Rain100L",
+                "--crop-size", "16"])
     out = capsys.readouterr().out
     assert code == 1  # 3 and 2 pairs are not RainTrainL's 200 and Rain100L's 100
     assert "train/" in out and "RainTrainL" in out and "Rain100L" in out

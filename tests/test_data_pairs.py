@@ -122,3 +122,21 @@ def test_check_report_lists_missing_and_unpaired(tmp_path):
     assert [os.path.basename(p) for p in d.unpaired_rainy] == ["rain-2.png"]
     assert [os.path.basename(p) for p in d.unpaired_clean] == ["norain-3.png"]
     assert report.sizes == {(W, H): 2} and report.good_pairs == 2
+
+
+def test_twin_folders_with_nested_x2_folder(tmp_path):
+    root = make_twin(tmp_path / "s", 3, rainy_dir=os.path.join("rain", "X2"),
+                     rainy_name="norain-{}x2.png", clean_name="norain-{}.png")
+    d = discover(root)
+    assert d.layout == "twin_folders" and len(d.pairs) == 3
+    assert os.path.join("rain", "X2") in d.detail
+    assert d.pairs[0].rainy.endswith(os.path.join("X2", "norain-1x2.png"))
+
+
+def test_splits_further_down(tmp_path):
+    for name in ("heavy", "light"):
+        for split, n in (("test", 1), ("train", 2)):
+            make_jorder(tmp_path / "synthetic" / name / split, n=n)
+    splits = discover_splits(tmp_path / "synthetic")
+    assert list(splits) == [os.path.join(a, b) for a in ("heavy", "light") for b in ("train", "test")]
+    assert [len(d.pairs) for d in splits.values()] == [2, 1, 2, 1]

@@ -52,5 +52,5 @@ def test_eval_pipeline_yields_1000_test_crops(splits):
         total += int(rainy.shape[0])
     assert total == 1000
     pair = splits["test"].pairs[0]
-    np.testing.assert_array_equal(first[0][:10], ten_crops_numpy(np.asarray(Image.open(pair.rainy)), 224))
-    np.testing.assert_array_equal(first[1][:10], ten_crops_numpy(np.asarray(Image.open(pair.clean)), 224))
+    for got, path in ((first[0], pair.rainy), (first[1], pair.clean)):
+        np.testing.assert_array_equal(got[:10], ten_crops_numpy(np.asarray(Image.open(path)), 224))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from menet_tf.data import add_rain, discover, psnr, synthesize, train_dataset, validate_pairs
+from menet_tf.data import add_rain, discover, synthesize, train_dataset, validate_pairs
 from menet_tf.data.synth import motion_kernel, parse_size, skimage_photos
 from menet_tf.errors import DataError
 
@@ -48,7 +48,8 @@ def test_jorder_layout_and_pipeline_readable(tmp_path):
 def test_rainy_is_clean_plus_streaks(tmp_path):
     synthesize(tmp_path / "out", seed=1, **SMALL)
     files = read_all(tmp_path / "out" / "train")
-    clean, rainy, streak = (files[f"{k}-2.png"].astype(int) for k in ("norain", "rain", "rainstreak"))
+    clean, rainy, streak = (files[f"{k}-2.png"].astype(int)
+                            for k in ("norain", "rain", "rainstreak"))
     # additive model: O = clip(B + R), up to rounding of R to 8 bits
     assert np.abs(np.clip(clean + streak, 0, 255) - rainy).max() <= 1
     assert np.all(rainy >= clean)

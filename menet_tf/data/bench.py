@@ -31,6 +31,8 @@ def benchmark(source=None, batch_size=20, crop_size=224, num_crops=10, mode="fiv
     ``crops_per_s`` (all epochs, end to end), ``first_epoch_crops_per_s`` (includes shuffle
     buffer fill and tf.data autotuning), ``later_crops_per_s`` (epochs 2+), ``batches``.
     """
+    import tensorflow  # noqa: F401  (imported here so its start-up is not timed as "build")
+
     from menet_tf.data.pipeline import resolve_pairs, train_dataset
 
     temp = False

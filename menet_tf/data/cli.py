@@ -62,7 +62,8 @@ def register(subparsers):
                        help="crop mode (default: five_crop)")
     bench.add_argument("--epochs", type=int, default=2, help="epochs to time (default: 2)")
     bench.add_argument("--cache", action="store_true", help="cache decoded images in memory")
-    bench.add_argument("--max-batches", type=int, metavar="N", help="stop each epoch after N batches")
+    bench.add_argument("--max-batches", type=int, metavar="N",
+                       help="stop each epoch after N batches")
     bench.set_defaults(func=_bench)
 
     synth = subparsers.add_parser(

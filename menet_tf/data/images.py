@@ -54,11 +54,6 @@ class ImageInfo:
     def ok(self):
         return not self.problem
 
-    @property
-    def convertible(self):
-        """True if the only problem is the pixel format (convert=True can fix it)."""
-        return bool(self.problem) and self.format != "" and self.height > 0
-
 
 def is_image_file(name):
     return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")

@@ -14,7 +14,8 @@ Layouts (auto-detected in this order, or forced with ``layout=``):
     ``input/`` + ``target/``, ``data/`` + ``gt/`` ...) holding files of the same names. Names are
     matched after dropping a ``rain-``/``norain-``-like prefix and the extension, so
     ``rain/rain-1.png`` pairs with ``norain/norain-1.png`` and ``rain/norain-1.png`` (as in the
-    shared Rain100L copy) pairs with ``norain/norain-1.png``.
+    shared Rain100L copy) pairs with ``norain/norain-1.png``. Images one folder down and a
+    scale suffix are accepted too (JORDER-style ``rain/X2/norain-1x2.png``).
 ``rainy_subfolder``
     The widespread PReNet-style copies: ``rainy/rain-NNN.png`` with ``norain-NNN.png`` in the
     parent folder.
@@ -145,8 +146,18 @@ def _subdirs(path):
 
 
 def _strip_key(name):
+    """Pairing key: no extension, no rain-/norain- prefix, no JORDER ``x2`` scale suffix."""
     stem = os.path.splitext(name)[0]
-    return _PREFIX_RE.sub("", stem, count=1)
+    return re.sub(r"(?<=\d)x[234]$", "", _PREFIX_RE.sub("", stem, count=1))
+
+
+def _image_dir(path):
+    """``path``, or its only sub-folder if the images sit one level down (JORDER's rain/X2/)."""
+    if not _images_in(path):
+        subs = _subdirs(path)
+        if len(subs) == 1 and _images_in(os.path.join(path, subs[0])):
+            return os.path.join(path, subs[0])
+    return path
 
 
 def _norm(name):
@@ -249,10 +260,12 @@ def _discover_twin(root, rainy_dir, clean_dir):
     for d in (rdir, cdir):
         if not os.path.isdir(d):
             raise DataError(f"{d}: folder does not exist")
+    rdir, cdir = _image_dir(rdir), _image_dir(cdir)
     rainy = [(os.path.join(rdir, n), _strip_key(n)) for n in _images_in(rdir)]
     clean = [(os.path.join(cdir, n), _strip_key(n)) for n in _images_in(cdir)]
     disc = _pair_by_key(root, "twin_folders", rainy, clean)
-    disc.detail = f"twin folders: {rainy_dir}/ + {clean_dir}/, paired by file name"
+    disc.detail = (f"twin folders: {os.path.relpath(rdir, root)}/ + "
+                   f"{os.path.relpath(cdir, root)}/, paired by file name")
     disc.ignored = [os.path.join(d, n) for d in (rdir, cdir) for n in _listdir(d)
                     if not is_image_file(n)]
     return disc
@@ -306,7 +319,8 @@ def detect_layout(path, rainy_dir=None, clean_dir=None):
     if {"rain", "norain"} <= kinds:
         return "jorder"
     r, c = _find_twin_dirs(path, rainy_dir, clean_dir)
-    if r and c and _images_in(os.path.join(path, r)) and _images_in(os.path.join(path, c)):
+    if r and c and _images_in(_image_dir(os.path.join(path, r))) \
+            and _images_in(_image_dir(os.path.join(path, c))):
         return "twin_folders"
     if r and "norain" in kinds and _images_in(os.path.join(path, r)):
         return "rainy_subfolder"
@@ -353,7 +367,8 @@ def discover(source, layout="auto", rainy_dir=None, clean_dir=None):
     else:
         r, c = _find_twin_dirs(source, rainy_dir, clean_dir)
         if r is None:
-            raise DataError(f"{source}: no rainy sub-folder (looked for {', '.join(RAINY_DIR_NAMES)})")
+            raise DataError(
+                f"{source}: no rainy sub-folder (looked for {', '.join(RAINY_DIR_NAMES)})")
         if layout == "twin_folders":
             if c is None:
                 raise DataError(
@@ -367,10 +382,12 @@ def discover(source, layout="auto", rainy_dir=None, clean_dir=None):
     return disc
 
 
-def discover_splits(source, layout="auto", rainy_dir=None, clean_dir=None):
+def discover_splits(source, layout="auto", rainy_dir=None, clean_dir=None, depth=3):
     """Like :func:`discover`, but a dataset root with ``train/``/``test/`` gives one per split.
 
-    Returns ``{split_name: Discovery}``; the key is ``"."`` when ``source`` itself holds pairs.
+    Returns ``{split_name: Discovery}``; the key is ``"."`` when ``source`` itself holds pairs,
+    else the relative folder (``train``, ``heavy/test``, ...). Sub-folders are searched up to
+    ``depth`` levels down, without descending into folders that hold pairs.
     """
     source = os.fspath(source)
     if layout != "auto" or not os.path.isdir(source) or detect_layout(source, rainy_dir, clean_dir):
@@ -378,14 +395,26 @@ def discover_splits(source, layout="auto", rainy_dir=None, clean_dir=None):
     if not _listdir(source):
         raise DataError(f"{source}: folder is empty")
     found = {}
-    for sub in _subdirs(source):
-        full = os.path.join(source, sub)
-        if detect_layout(full, rainy_dir, clean_dir):
-            found[sub] = discover(full, "auto", rainy_dir, clean_dir)
+
+    def walk(rel, level):
+        for sub in _subdirs(os.path.join(source, rel)):
+            sub_rel = os.path.join(rel, sub) if rel else sub
+            full = os.path.join(source, sub_rel)
+            if detect_layout(full, rainy_dir, clean_dir):
+                found[sub_rel] = discover(full, "auto", rainy_dir, clean_dir)
+            elif level < depth:
+                walk(sub_rel, level + 1)
+
+    walk("", 1)
     if not found:
         discover(source)  # raises the descriptive "no pairs found" error
     order = {s: i for i, s in enumerate(SPLIT_ORDER)}
-    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0].lower(), 99), kv[0])))
+
+    def sort_key(item):
+        parts = item[0].split(os.sep)
+        return [natural_key(p) for p in parts[:-1]], order.get(parts[-1].lower(), 99), parts[-1]
+
+    return dict(sorted(found.items(), key=sort_key))
 
 
 # ----------------------------------------------------------------------------------------------

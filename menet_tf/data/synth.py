@@ -236,7 +236,8 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
     jobs = [("train", i) for i in range(count)] + [("test", i) for i in range(test_count)]
     for split, n in (("train", count), ("test", test_count)):
         split_dir = os.path.join(out, split)
-        _prepare_dir(split_dir) if n or os.path.isdir(split_dir) else None
+        if n or os.path.isdir(split_dir):
+            _prepare_dir(split_dir)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -264,7 +265,8 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
         "preset": preset, "preset_params": asdict(PRESETS[preset]), "seed": int(seed),
         "count": int(count), "test_count": int(test_count), "blend": blend,
         "size": size if isinstance(size, str) else f"{size[0]}x{size[1]}",
-        "clean_source": os.path.abspath(clean_dir) if clean_dir else "skimage.data: " + ", ".join(names),
+        "clean_source": (os.path.abspath(clean_dir) if clean_dir
+                         else "skimage.data: " + ", ".join(names)),
         "input_psnr_db": {k: round(float(np.mean(v)), 2) for k, v in psnrs.items() if v},
     }
     with open(os.path.join(out, MARKER), "w", encoding="utf-8") as fh:
