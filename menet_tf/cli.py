@@ -13,6 +13,7 @@ from menet_tf.errors import MenetError
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
     "menet_tf.data.cli",
+    "menet_tf.train_cli",
     "menet_tf.tf1_cli",
 )
 
