@@ -50,7 +50,7 @@ class TrainConfig:
     batch_size: int = 20
     epochs: int = 100
     crop_size: int = 224
-    jit_compile: Union[bool, str] = "auto"  # XLA; "auto" lets Keras decide
+    jit_compile: Union[bool, str] = "auto"  # XLA: "auto" = on with a GPU, off on a CPU
 
 
 @dataclasses.dataclass

@@ -17,8 +17,10 @@ MODELS = sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.
 LR = 1e-3
 
 
-def _model(name, reference_dir):
-    model = menet_tf.build_model(menet_tf.released_config(name))
+def _model(name, reference_dir, jit_compile="auto"):
+    config = menet_tf.released_config(name)
+    config.train.jit_compile = jit_compile
+    model = menet_tf.build_model(config)
     load_checkpoint(model, reference_dir / name / "checkpoint")
     return model
 
@@ -47,9 +49,10 @@ def test_inference_outputs(case, reference_dir):
     np.testing.assert_allclose(out, expected["infer_b_output"], rtol=0, atol=1e-2)
 
 
-def test_train_step_losses_weights_metrics(case, reference_dir):
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_train_step_losses_weights_metrics(case, reference_dir, jit_compile):
     name, expected = case
-    model = _model(name, reference_dir)
+    model = _model(name, reference_dir, jit_compile)
     logs = model.train_on_batch(*_batch(expected), return_dict=True)
     reference = {k[len("loss/"):]: float(expected[k]) for k in expected.files if k.startswith("loss/")}
     reference["loss"] = reference.pop("objective")
