@@ -13,10 +13,6 @@ import tensorflow as tf
 
 from menet_tf.errors import MenetError
 
-# Released models: 8 residual blocks ("Shallow") or 16 ("Deep").
-DEPTHS = {"shallow": 8, "deep": 16}
-
-
 def _conv(filters, kernel_size, name):
     """Convolution as in the released graph: stride 1, SAME, no bias, fan-in truncated normal."""
     return keras.layers.Conv2D(

@@ -75,6 +75,7 @@ def _splits(root):
 def plot_history(history, path):
     """Loss, PSNR and task weights per epoch, one panel each."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -95,6 +96,7 @@ def plot_history(history, path):
     axes[2].set(title="task weights (epoch mean)", xlabel="epoch")
     for ax in axes:
         ax.legend()
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
