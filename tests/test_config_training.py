@@ -69,7 +69,7 @@ def test_config_file_round_trip_and_errors(tmp_path):
 
 def test_staircase_schedule_of_the_released_scripts():
     opt = menet_tf.build_model(_small("ModelShallowNew")).optimizer
-    schedule = opt.learning_rate if callable(opt.learning_rate) else opt._learning_rate
+    schedule = opt._learning_rate  # the schedule (opt.learning_rate is its current value)
     lrs = [float(schedule(step)) for step in (0, 35999, 36000, 71999, 72000)]
     np.testing.assert_allclose(lrs, [1e-3, 1e-3, 1e-4, 1e-4, 1e-5], rtol=1e-6)
     assert opt.epsilon == 1e-8
