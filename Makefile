@@ -9,13 +9,6 @@ SHARED ?= ../shared
 
 .PHONY: help install test demo data-synthetic bench-data train-rain100h ablation clean
 
-# Table I of the paper: the shallow ablation models, in the paper's row order.
-ABLATION ?= ModelShallowNew ModelShallowNewEdgeFixed ModelShallowNewEdgeGradBalance \
-	ModelShallowNewEdgeLossBalance ModelShallowNewEdgeGramGradBalance \
-	ModelShallowNewEdgeGramLossBalance ModelShallowNewCaEdgeGramGradBalance \
-	ModelShallowNewCaEdgeGramLossBalance
-RAIN100H ?= $(DATA)/Rain100H
-ABLATION_DATA ?= $(RAIN100H)
 TRAIN_ARGS ?=
 
 help:
@@ -24,8 +17,17 @@ help:
 	@echo "make demo            train MENET-GB briefly on the synthetic set (made if missing)"
 	@echo "make data-synthetic  build small synthetic heavy/light train and test sets in $(DATA)/"
 	@echo "make bench-data      print the input pipeline's throughput (crops/s at batch 20)"
-	@echo "make train-rain100h  train MENET-GB on $(RAIN100H) (train/ + test/) with the paper's settings"
-	@echo "make ablation        train every Table I model on $(ABLATION_DATA) into runs/ablation/"
+	@echo "make train-rain100h  MENET-GB on $(RAIN100H) (train/ + test/), paper's settings, evaluated"
+	@echo "make train-rain100l  the same on $(RAIN100L)"
+	@echo "make ablation        Table I (8 models) on $(ABLATION_DATA): runs, table.md, Fig. 8/9"
+	@echo "make table2          Table II (MENET-GB/LB shallow and deep) on $(TABLE_DATA)"
+	@echo "make table4          Table IV (MSE, MSE+VGG with VGG_WEIGHTS=FILE, MSE+Edge) on $(TABLE_DATA)"
+	@echo "make ablation-quick  Table I in CPU-sized form on $(QUICK_DATA) (< 30 min on 2 cores)"
+	@echo "                     every table target resumes when re-run; TRAIN_ARGS=... is passed on"
+	@echo "make derain          de-rain PHOTOS=folder with MODEL=run folder into PHOTOS-derained/"
+	@echo "make export          MODEL as SavedModel and TFLite (float, dynamic) in exports/"
+	@echo "make derain-example  train briefly on $(QUICK_DATA), de-rain one test image (README picture)"
+	@echo "make derain-figures  README figures: tiles vs whole, modes, s/MP, exports (JSON)"
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,15 +50,6 @@ demo: $(STAMP)
 	$(VENV)/bin/menet-tf train --config MENET-GB --epochs 2 --crop-size 64 --batch-size 10 \
 		--out runs/demo --force
 
-train-rain100h: $(STAMP)
-	$(VENV)/bin/menet-tf train --config MENET-GB --data $(RAIN100H) --out runs/rain100h/MENET-GB $(TRAIN_ARGS)
-
-ablation: $(STAMP)
-	for model in $(ABLATION); do \
-		$(VENV)/bin/menet-tf train --config $$model --data $(ABLATION_DATA) \
-			--out runs/ablation/$$model $(TRAIN_ARGS) || exit 1; \
-	done
-
 bench-data: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 
@@ -76,3 +69,98 @@ data-check-real: $(STAMP)
 
 bench-data-real: $(STAMP)
 	$(PY) benchmarks/bench_data.py $${MENET_REAL_DATA:-$(REAL_DATA)}/train
+
+# ---- experiments (issue 6) -------------------------------------------------------------------
+# The paper's tables: `menet-tf table` trains what is missing, resumes what is half done,
+# evaluates every model and writes table.md/csv and Fig. 8/9 into the runs folder. Missing data
+# stop it at once, saying which set to get, where to put it and how to check it.
+RAIN100H ?= $(DATA)/Rain100H
+RAIN100L ?= $(DATA)/Rain100L
+ABLATION_DATA ?= $(RAIN100H)
+TABLE_DATA ?= $(RAIN100H)
+QUICK_DATA ?= $(SHARED)/datasets/Rain100L
+VGG_WEIGHTS ?=
+TABLE := $(VENV)/bin/menet-tf table
+run_name = $(notdir $(patsubst %/,%,$(1)))
+
+.PHONY: train-rain100l table2 table4 ablation-quick
+
+train-rain100h: $(STAMP)
+	$(TABLE) menet --data $(RAIN100H) --runs runs/menet/$(call run_name,$(RAIN100H)) $(TRAIN_ARGS)
+
+train-rain100l: $(STAMP)
+	$(TABLE) menet --data $(RAIN100L) --runs runs/menet/$(call run_name,$(RAIN100L)) $(TRAIN_ARGS)
+
+ablation: $(STAMP)
+	$(TABLE) table1 --data $(ABLATION_DATA) --runs runs/table1/$(call run_name,$(ABLATION_DATA)) $(TRAIN_ARGS)
+
+table2: $(STAMP)
+	$(TABLE) table2 --data $(TABLE_DATA) --runs runs/table2/$(call run_name,$(TABLE_DATA)) $(TRAIN_ARGS)
+
+table4: $(STAMP)
+	$(TABLE) table4 --data $(TABLE_DATA) --runs runs/table4/$(call run_name,$(TABLE_DATA)) \
+		$(if $(VGG_WEIGHTS),--vgg-weights $(VGG_WEIGHTS)) $(TRAIN_ARGS)
+
+ablation-quick: $(STAMP)
+	$(TABLE) table1 --quick --data $(QUICK_DATA) --runs runs/table1-quick $(TRAIN_ARGS)
+
+# ---- derain / export (issue 7)
+MODEL ?= runs/demo
+PHOTOS ?= photos
+DERAIN_ARGS ?=
+EXAMPLE_RUN ?= runs/derain-example
+
+.PHONY: derain export derain-example derain-figures
+
+derain: $(STAMP)
+	$(VENV)/bin/menet-tf derain $(PHOTOS) -o $(PHOTOS)-derained --model $(MODEL) --recursive \
+		--compare $(DERAIN_ARGS)
+
+export: $(STAMP)
+	$(VENV)/bin/menet-tf export $(MODEL) -o exports/savedmodel --force
+	$(VENV)/bin/menet-tf export $(MODEL) -o exports/tflite --format tflite --size 512 512 --force
+	$(VENV)/bin/menet-tf export $(MODEL) -o exports/tflite-dynamic --format tflite --size 512 512 \
+		--quantize dynamic --force
+
+# How docs/derain_example.png was made: MENET-GB trained for 2 epochs on RainTrainL (96x96 crops,
+# a few minutes on a CPU), then one Rain100L test image de-rained with --compare (and downscaled).
+derain-example: $(STAMP)
+	$(VENV)/bin/menet-tf train --config MENET-GB --data $(QUICK_DATA) --epochs 2 --crop-size 96 \
+		--out $(EXAMPLE_RUN) --force
+	$(VENV)/bin/menet-tf derain $(QUICK_DATA)/test/rain/norain-1.png -o $(EXAMPLE_RUN)/example \
+		--model $(EXAMPLE_RUN) --compare --force
+
+derain-figures: $(STAMP)
+	$(PY) benchmarks/derain_figures.py --model $(MODEL) --data $(QUICK_DATA) \
+		--out $(MODEL)/derain_figures.json
+
+# ---- compare with the authors' code (issue 9) ------------------------------------------------
+# AUTHORS: a clone of github SumiHui/MENET (trained checkpoints) or a folder like authors_graphs/
+# (graphs + checkpoint indexes: seeded weights). COMPARE_ARGS: e.g. --variant MENET-GB --data DIR.
+AUTHORS ?= $(SHARED)/reference/authors_graphs
+COMPARE_OUT ?= runs/compare-authors
+COMPARE_ARGS ?=
+
+.PHONY: compare-authors
+
+compare-authors: $(STAMP)
+	$(VENV)/bin/menet-tf compare-authors $(AUTHORS) --out $(COMPARE_OUT) $(COMPARE_ARGS)
+
+# ---- speed (issue 8) -------------------------------------------------------------------------
+# `make bench-authors` is how every speed figure of the README is measured: the port and the
+# authors' MENET-GB graph in one process, interleaved; run it on a quiet machine. AUTHORS is the
+# folder of the authors' released graphs (set in the issue-9 section above). BENCH_ARGS: e.g.
+# --jit-compile on, --precision mixed_bfloat16, --repeats 9.
+BENCH_OUT ?= runs/bench
+BENCH_ARGS ?=
+
+.PHONY: bench bench-authors bench-quick
+
+bench: $(STAMP)
+	$(VENV)/bin/menet-tf bench --out $(BENCH_OUT)/bench.json $(BENCH_ARGS)
+
+bench-authors: $(STAMP)
+	$(VENV)/bin/menet-tf bench --authors $(AUTHORS) --out $(BENCH_OUT)/bench-authors.json $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(VENV)/bin/menet-tf bench --quick --out $(BENCH_OUT)/bench-quick.json $(BENCH_ARGS)

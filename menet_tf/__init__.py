@@ -6,9 +6,11 @@
     logs = model.train_on_batch(rainy, clean, return_dict=True)   # images in 0..255
 
 Names are imported on first use, so ``import menet_tf`` (and ``menet-tf --help``) does not
-pay for importing TensorFlow.
+pay for importing TensorFlow. Models saved by menet-tf still load with a plain
+``keras.saving.load_model(path)`` after ``import menet_tf``: see :func:`_register_with_keras`.
 """
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -28,8 +30,10 @@ _EXPORTS = {
     "MENET": "menet_tf.network",
     "MultiTaskMENET": "menet_tf.training",
     "build_model": "menet_tf.training",
+    "train_run": "menet_tf.trainer",
 }
-_SUBMODULES = ("config", "data", "errors", "losses", "network", "tf1", "training", "weighting")
+_SUBMODULES = ("config", "data", "errors", "losses", "network", "tf1", "trainer", "training",
+               "weighting")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -40,3 +44,106 @@ def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"menet_tf.{name}")
     raise AttributeError(f"module 'menet_tf' has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras deserialisation without importing TensorFlow up front.
+#
+# Keras finds a saved model's class in its registry ("menet_tf>MultiTaskMENET"), filled when the
+# decorated class is defined, i.e. when menet_tf.training is imported (3.3 s: TensorFlow). So
+# instead, as soon as Keras itself is imported (or now, if it already is), the registry gets a
+# light stand-in per class; loading a model imports the real module, which replaces the stand-in.
+# Cost for `menet-tf --help`: one entry in sys.meta_path.
+
+# Registered name -> module defining the class. tests/test_load_model.py checks this is complete.
+KERAS_CLASSES = {
+    "menet_tf>FusedBatchNorm": "menet_tf.network",
+    "menet_tf>MENET": "menet_tf.network",
+    "menet_tf>MultiTaskMENET": "menet_tf.training",
+}
+
+
+class _Deferred:
+    """Stands in for a menet_tf Keras class in Keras' registry until a saved model needs it."""
+
+    def __init__(self, registered_name, module):
+        self.registered_name, self.module = registered_name, module
+
+    def resolve(self):
+        importlib.import_module(self.module)  # its decorator replaces this stand-in
+        from keras.saving import get_custom_objects
+
+        # The global registry itself: during a load Keras looks in a snapshot of it first.
+        cls = get_custom_objects().get(self.registered_name)
+        if cls is self or cls is None:
+            raise TypeError(f"{self.module} does not define {self.registered_name}")
+        return cls
+
+    def from_config(self, config, *args, **kwargs):
+        return self.resolve().from_config(config, *args, **kwargs)
+
+    def __getattr__(self, name):  # anything else Keras may ask of the class
+        return getattr(self.resolve(), name)
+
+    def __repr__(self):
+        return f"<deferred {self.registered_name} from {self.module}>"
+
+
+def _register_with_keras():
+    try:
+        from keras.saving import get_custom_objects
+
+        registry = get_custom_objects()
+        for name, module in KERAS_CLASSES.items():
+            registry.setdefault(name, _Deferred(name, module))
+    except Exception as err:  # never break `import keras` for this
+        import warnings
+
+        warnings.warn(f"menet_tf could not register its classes with Keras ({err}); "
+                      "import menet_tf.training before keras.saving.load_model")
+
+
+class _AfterKerasImport:
+    """A sys.meta_path finder that runs :func:`_register_with_keras` once Keras has imported."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        import importlib.util
+
+        with _suppress(ValueError):
+            sys.meta_path.remove(self)  # once; and not for the lookup just below
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+class _RegisteringLoader:
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        # Put the real loader back first, so nothing downstream sees this wrapper.
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _register_with_keras()
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def _suppress(*errors):
+    import contextlib
+
+    return contextlib.suppress(*errors)
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())

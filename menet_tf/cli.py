@@ -15,6 +15,12 @@ COMMAND_MODULES = (
     "menet_tf.data.cli",
     "menet_tf.train_cli",
     "menet_tf.tf1_cli",
+    "menet_tf.compare_cli",
+    "menet_tf.evaluate_cli",
+    "menet_tf.table_cli",
+    "menet_tf.derain_cli",
+    "menet_tf.export_cli",
+    "menet_tf.bench_cli",
 )
 
 

@@ -12,11 +12,15 @@ from typing import Dict, Optional, Tuple, Union
 
 from menet_tf.errors import ConfigError
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 
 @dataclasses.dataclass
 class ModelConfig:
     depth: int = 8  # residual blocks: 8 "Shallow", 16 "Deep"
-    attention: bool = False  # the channel-attention block of the "Ca" models
+    # the channel-attention block: true = "ca" (the "Ca" models), "caformer" (the Rain100H
+    # release's "Caformer" models: features rescaled without the residual), false = none
+    attention: Union[bool, str] = False
 
 
 @dataclasses.dataclass
@@ -51,6 +55,10 @@ class TrainConfig:
     epochs: int = 100
     crop_size: int = 224
     jit_compile: Union[bool, str] = "auto"  # XLA: "auto" = on with a GPU, off on a CPU
+    # Keras dtype policy of the network; losses, Gram matrices, GB norms and weights stay float32.
+    precision: str = "float32"  # "float32", "mixed_bfloat16", "mixed_float16" (loss-scaled)
+    # With several replicas: batch-norm moments all-reduced over the global batch (else per replica).
+    sync_batch_norm: bool = False
 
 
 @dataclasses.dataclass
@@ -126,6 +134,7 @@ def _released(name, depth=8, attention=False, tasks=("mse",), weighting="fixed",
 
 
 _THREE = ("mse", "texture", "edge")
+_CF = "caformer"
 RELEASED = {
     c.name: c
     for c in (
@@ -141,6 +150,12 @@ RELEASED = {
         _released("ModelDeepNewCaEdgeGramGradBalance", 16, True, _THREE, "gb"),
         _released("ModelDeepNewCaEdgeGramLossBalance", 16, True, _THREE, "lb"),
         _released("ModelShallowNewVGGFixed", tasks=("mse", "vgg"), mse=1.0, vgg=1e-3),
+        # Rain100H release only; not in the paper (see network.CaformerAttention).
+        _released("ModelShallowNewCaformer", attention=_CF),
+        _released("ModelShallowNewCaformerEdgeGradBalance", 8, _CF, ("mse", "edge"), "gb"),
+        _released("ModelShallowNewCaformerEdgeLossBalance", 8, _CF, ("mse", "edge"), "lb"),
+        _released("ModelShallowNewCaformerEdgeGramGradBalance", 8, _CF, _THREE, "gb"),
+        _released("ModelShallowNewCaformerEdgeGramLossBalance", 8, _CF, _THREE, "lb"),
     )
 }
 # The paper's names for the released models.

@@ -7,10 +7,10 @@ Optimiser state (Adam slots, ``beta1_power``, ``beta2_power``, ``global_step``) 
 a fine-tune starts a fresh optimiser, as the authors' scripts do when they restore weights.
 """
 import dataclasses
+import glob
 import os
 import re
 
-import keras
 import tensorflow as tf
 
 from menet_tf.errors import CheckpointError
@@ -27,7 +27,7 @@ def variable_map(model):
         scope = getattr(layer, "tf1_name", None)
         if scope is None:
             continue
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if all(hasattr(layer, attr) for attr in _BN_VARIABLES):  # Keras' or our fused BN
             for attr in _BN_VARIABLES:
                 mapping[f"{scope}/{attr}"] = getattr(layer, attr)
         else:
@@ -66,6 +66,11 @@ def read_checkpoint(path):
     except (tf.errors.OpError, ValueError) as err:
         raise CheckpointError(f"{prefix}: cannot be read as a TF1 checkpoint ({err})") from None
     return prefix, reader, reader.get_variable_to_shape_map()
+
+
+def has_data(prefix):
+    """Whether the values of a checkpoint are there (an .index alone gives names and shapes)."""
+    return bool(glob.glob(glob.escape(os.fspath(prefix)) + ".data-*"))
 
 
 @dataclasses.dataclass
@@ -111,23 +116,39 @@ def load_checkpoint(model, prefix):
         found = describe_architecture(shapes)
         raise CheckpointError(
             f"{prefix} does not fit this model (depth {model.depth}, attention "
-            f"{'on' if model.attention else 'off'}; the checkpoint looks like {found}):\n"
+            f"{attention_words(getattr(model, 'attention_block', None) or model.attention)};"
+            f" the checkpoint looks like {found}):\n"
             + "\n".join(problems)
         )
+    if not has_data(prefix):
+        raise CheckpointError(
+            f"{prefix}: only the checkpoint index is here, no .data file with the values (the"
+            " released weights ship in the authors' repository, github SumiHui/MENET)")
     for name, variable in mapping.items():
         variable.assign(reader.get_tensor(name).astype(variable.dtype))
     return ImportReport(prefix=prefix, loaded=sorted(mapping), ignored=ignored)
 
 
 def architecture_of(shapes):
-    """(depth, attention) of the network a checkpoint's variables describe."""
+    """(depth, attention) of the network a checkpoint's variables describe; attention is
+    False, True (the "Ca" block, ``derain/ca/``) or "caformer" (``derain/channel_att/``)."""
     blocks = {int(m.group(1)) for n in shapes if (m := re.match(r"derain/res_(\d+)_a/", n))}
-    attention = any(n.startswith("derain/ca/") for n in shapes)
+    if any(n.startswith("derain/channel_att/") for n in shapes):
+        attention = "caformer"
+    else:
+        attention = any(n.startswith("derain/ca/") for n in shapes)
     return len(blocks), attention
+
+
+def attention_words(attention):
+    """How messages name an attention setting: "on", "off" or "caformer"."""
+    if attention == "caformer":
+        return "caformer"
+    return "on" if attention else "off"
 
 
 def describe_architecture(shapes):
     depth, attention = architecture_of(shapes)
     if depth == 0:
         return "no MENET network (no derain/res_* variables)"
-    return f"depth {depth}, attention {'on' if attention else 'off'}"
+    return f"depth {depth}, attention {attention_words(attention)}"

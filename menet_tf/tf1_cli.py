@@ -63,7 +63,7 @@ def import_tf1(args):
     print(
         f"imported {len(report.loaded)} variables from {prefix}"
         f" ({len(report.ignored)} optimiser variables ignored);"
-        f" depth {model.depth}, attention {'on' if model.attention else 'off'},"
+        f" depth {model.depth}, attention {tf1.attention_words(model.attention_block)},"
         f" tasks {', '.join(model.task_names)} ({model.weighting_scheme})"
     )
     print(f"saved {output}")

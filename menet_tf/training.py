@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from menet_tf import losses as losses_lib
-from menet_tf.config import ExperimentConfig
+from menet_tf.config import PRECISIONS, ExperimentConfig
 from menet_tf.errors import ConfigError
 from menet_tf.network import MENET
 from menet_tf.weighting import make_weighting
@@ -25,6 +25,81 @@ def _sum_over_replicas(values, reduce_op):
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return values
     return ctx.all_reduce(reduce_op, values)
+
+
+def num_replicas():
+    """Replicas computing this step together (1 outside tf.distribute)."""
+    ctx = tf.distribute.get_replica_context()
+    return 1 if ctx is None else ctx.num_replicas_in_sync
+
+
+def all_finite(gradients):
+    """True when every gradient of EVERY replica is finite, so all replicas skip a step alike."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+    bad = _sum_over_replicas(tf.cast(tf.logical_not(finite), tf.float32), tf.distribute.ReduceOp.SUM)
+    return tf.equal(bad, 0.0)
+
+
+def apply_if_finite(optimizer, gradients, variables, finite):
+    """``optimizer.apply`` only when ``finite``: a NaN/Inf step changes nothing (weights, Adam
+    slots, iterations). In the graph (tf.cond), so the step never leaves it.
+
+    A LossScaleOptimizer skips non-finite steps itself (and halves its scale) but looks at one
+    replica's gradients only; it gets NaN gradients on every replica when any replica had one.
+    Other optimizers are applied under a cond, taken in cross-replica context when the strategy
+    needs merge_call (a cond may not hold a merge_call in replica context).
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        poison = tf.where(finite, 0.0, float("nan"))
+        optimizer.apply([None if g is None else g + tf.cast(poison, g.dtype) for g in gradients],
+                        variables)
+        return
+
+    def apply():
+        optimizer.apply(gradients, variables)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, apply, lambda: None)
+        return
+
+    def cross_replica(distribution, gradients, finite):
+        finite = distribution.experimental_local_results(finite)[0]  # alike on every replica
+
+        def apply_on_replicas():
+            distribution.extended.call_for_each_replica(
+                lambda g: optimizer.apply(g, variables), args=(gradients,)
+            )
+
+        tf.cond(finite, apply_on_replicas, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, finite))
+
+
+class ReplicatedCount(keras.metrics.Metric):
+    """A per-epoch count of events every replica sees alike (skipped steps), or with
+    ``last=True`` the latest value (the loss scale). Replicas hold equal values, so they are
+    averaged rather than summed when read across replicas."""
+
+    def __init__(self, name, last=False, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.last = last
+        self.value = self.add_variable((), "zeros", dtype="float32", aggregation="mean", name="value")
+
+    def update_state(self, value):
+        value = tf.cast(value, "float32")
+        if self.last:
+            self.value.assign(value)
+        else:
+            self.value.assign_add(value)
+
+    def reset_state(self):
+        self.value.assign(0.0)
+
+    def result(self):
+        return tf.convert_to_tensor(self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "last": self.last}
 
 
 def image_metrics(clean, derained):
@@ -66,10 +141,14 @@ class MultiTaskMENET(MENET):
         self.weighting = make_weighting(weighting, tasks, self.task_weights)
         log_names = ["loss", *tasks, *(f"weight_{t}" for t in tasks), "psnr", "ssim"]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in log_names}
+        # Training only: steps skipped for a NaN/Inf gradient, and float16's dynamic loss scale.
+        self.step_trackers = {"skipped_steps": ReplicatedCount("skipped_steps")}
+        if self.compute_dtype == "float16":
+            self.step_trackers["loss_scale"] = ReplicatedCount("loss_scale", last=True)
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [*self.trackers.values(), *self.step_trackers.values()]
 
     def compute_task_losses(self, clean, derained):
         """[L_i] in task order, in float32."""
@@ -78,22 +157,59 @@ class MultiTaskMENET(MENET):
         return [task(clean, derained) for task in self.task_losses]
 
     def _forward(self, data, training):
-        """Forward pass, task losses and weights, with the tape (for the training gradient)."""
+        """Forward pass, task losses and weights, with the tape (for the training gradient).
+
+        Returns (tape, clean, derained, task_losses, global_losses, weights): ``task_losses``
+        are this replica's (on the tape), ``global_losses`` their mean over replicas = the
+        losses of the global batch (equal shards), from which LB takes its weights.
+        """
         rainy, clean = _unpack(data)
         with tf.GradientTape(persistent=True) as tape:
             derained = self(rainy, training=training)
             task_losses = self.compute_task_losses(clean, derained)
+        global_losses = _sum_over_replicas(task_losses, tf.distribute.ReduceOp.MEAN)
         norms = None
         if self.weighting.needs_gradient_norms:
-            shared = [tape.gradient(loss, self.shared_kernel) for loss in task_losses]
-            shared = _sum_over_replicas(shared, tf.distribute.ReduceOp.SUM)
-            norms = [tf.norm(g) for g in shared]
-        weights = self.weighting(task_losses, norms)
-        return tape, clean, derained, task_losses, weights
+            norms = self._shared_gradient_norms(tape, task_losses)
+        weights = self.weighting(global_losses, norms)
+        return tape, clean, derained, task_losses, global_losses, weights
+
+    def _shared_gradient_norms(self, tape, task_losses):
+        """[||dL_i/dK5||_F] of the global batch, in float32: each replica's gradient of its
+        L_i / num_replicas, summed over replicas.
+
+        In float16 the texture gradient (L_t ~ 1e14) would overflow, so each task's gradient is
+        taken of S * L_i / L_i (denominator constant, S the loss scale) and multiplied back by
+        L_i / S in float32: the same value, with half-precision intermediates of order S.
+        """
+        share = 1.0 / num_replicas()
+        kernel = self.shared_kernel
+        if self.compute_dtype == "float16":
+            scale = self._loss_scale()
+            scale = tf.constant(1.0) if scale is None else scale
+            shared = []
+            for loss in task_losses:
+                seed = tf.math.divide_no_nan(scale, loss)
+                gradient = tape.gradient(loss, kernel, output_gradients=seed)
+                shared.append(tf.cast(gradient, tf.float32) * (loss * share / scale))
+        else:
+            shared = [tf.cast(tape.gradient(loss, kernel), tf.float32) * share for loss in task_losses]
+        shared = _sum_over_replicas(shared, tf.distribute.ReduceOp.SUM)
+        return [tf.norm(g) for g in shared]
+
+    def _loss_scale(self):
+        """The current dynamic loss scale (float16), None without loss scaling."""
+        optimizer = getattr(self, "optimizer", None)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        return None
 
     def _log(self, clean, derained, task_losses, weights):
+        """Update and read the trackers (task losses: the global ones)."""
         objective = tf.add_n([w * l for w, l in zip(weights, task_losses)])
         psnr, ssim = image_metrics(tf.cast(clean, tf.float32), tf.cast(derained, tf.float32))
+        # Global too, so every logged value is the same on every replica.
+        psnr, ssim = _sum_over_replicas([psnr, ssim], tf.distribute.ReduceOp.MEAN)
         values = {"loss": objective, "psnr": psnr, "ssim": ssim}
         for name, loss, weight in zip(self.task_names, task_losses, weights):
             values[name] = loss
@@ -106,22 +222,51 @@ class MultiTaskMENET(MENET):
         """Gradients of the objective for ``self.trainable_variables``, and the step's terms.
 
         Returns (gradients, (clean, derained, task_losses, weights)). The gradient of
-        sum_i w_i L_i with the w_i held constant is one backward pass over the tape.
+        sum_i w_i L_i with the w_i held constant is one backward pass over the tape. Under
+        tf.distribute these are this replica's share: summed over replicas (as the optimizer
+        does) they give the global batch's gradient; task_losses are the global ones.
         """
-        tape, clean, derained, task_losses, weights = self._forward(data, training=training)
-        gradients = tape.gradient(task_losses, self.trainable_variables, output_gradients=weights)
+        gradients, terms, scale = self._scaled_gradients(data, training)
+        if scale is not None:
+            gradients = [None if g is None else g / tf.cast(scale, g.dtype) for g in gradients]
+        return gradients, terms
+
+    def _scaled_gradients(self, data, training):
+        """compute_gradients, multiplied by the loss scale S when there is one (float16): the
+        single backward pass starts from w_i * S / num_replicas on each L_i."""
+        tape, clean, derained, task_losses, global_losses, weights = self._forward(data, training)
+        scale = self._loss_scale()
+        factor = 1.0 / num_replicas() if scale is None else scale / num_replicas()
+        seeds = [w * factor for w in weights]
+        gradients = tape.gradient(task_losses, self.trainable_variables, output_gradients=seeds)
         del tape
-        return gradients, (clean, derained, task_losses, weights)
+        return gradients, (clean, derained, global_losses, weights), scale
 
     def train_step(self, data):
-        gradients, terms = self.compute_gradients(data, training=True)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._log(*terms)
+        # Scaled gradients go to a LossScaleOptimizer, which unscales them itself.
+        gradients, terms, scale = self._scaled_gradients(data, training=True)
+        finite = all_finite(gradients)
+        apply_if_finite(self.optimizer, gradients, self.trainable_variables, finite)
+        self.step_trackers["skipped_steps"].update_state(1.0 - tf.cast(finite, tf.float32))
+        if "loss_scale" in self.step_trackers and scale is not None:
+            self.step_trackers["loss_scale"].update_state(self._loss_scale())
+        logs = self._log(*terms)
+        logs.update({name: t.result() for name, t in self.step_trackers.items()})
+        return _for_keras_reduction(logs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' fit first builds the model from a batch averaged over the replicas with
+        strategy.reduce, which fails under MultiWorkerMirroredStrategy (Keras 3.15). Nothing
+        needs it here: build_model builds the model and its optimizer, and there are no
+        compiled losses or metrics."""
+        if self.built and getattr(self, "optimizer", None) is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def test_step(self, data):
-        tape, clean, derained, task_losses, weights = self._forward(data, training=False)
+        tape, clean, derained, _, global_losses, weights = self._forward(data, training=False)
         del tape
-        return self._log(clean, derained, task_losses, weights)
+        return _for_keras_reduction(self._log(clean, derained, global_losses, weights))
 
     def get_config(self):
         config = super().get_config()
@@ -133,6 +278,17 @@ class MultiTaskMENET(MENET):
             vgg_weights=self.vgg_weights,
         )
         return config
+
+
+def _for_keras_reduction(logs):
+    """Keras 3.15 averages step logs over multi-worker replicas with strategy.reduce(MEAN,
+    axis=0), which fails on scalars; a [1] vector per replica reduces to the scalar mean."""
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    ):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
 
 
 def _unpack(data):
@@ -179,6 +335,9 @@ def build_model(config, steps_per_epoch=None):
         config = released_config(config)
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"build_model needs an ExperimentConfig or a name, got {type(config)}")
+    precision = config.train.precision
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model = MultiTaskMENET(
         depth=config.model.depth,
         attention=config.model.attention,
@@ -187,10 +346,16 @@ def build_model(config, steps_per_epoch=None):
         task_weights=config.loss.task_weights,
         texture_form=config.loss.texture_form,
         vgg_weights=config.loss.vgg_weights,
+        dtype=precision,
+        sync_batch_norm=config.train.sync_batch_norm,
     )
     model.ensure_built()
+    optimizer = make_optimizer(config.optimizer, steps_per_epoch)
+    if precision == "mixed_float16":
+        # Dynamic loss scale: doubled after 2000 finite steps, halved (step skipped) on overflow.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
-        optimizer=make_optimizer(config.optimizer, steps_per_epoch),
+        optimizer=optimizer,
         jit_compile=resolve_jit_compile(config.train.jit_compile),
     )
     # Create Adam's slots now, so a saved model carries them and loads without warnings.

@@ -88,7 +88,8 @@ def test_train_on_batch_logs(name):
     stats = model.layer1.bn.moving_mean.numpy().copy()
     logs = model.train_on_batch(rainy, clean, return_dict=True)
     tasks = model.task_names
-    assert set(logs) == {"loss", "psnr", "ssim", *tasks, *(f"weight_{t}" for t in tasks)}
+    assert set(logs) == {"loss", "psnr", "ssim", "skipped_steps", *tasks, *(f"weight_{t}" for t in tasks)}
+    assert logs["skipped_steps"] == 0
     objective = sum(logs[f"weight_{t}"] * logs[t] for t in tasks)
     assert logs["loss"] == pytest.approx(objective, rel=1e-5)
     assert all(np.isfinite(v) for v in logs.values())

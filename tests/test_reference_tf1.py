@@ -58,7 +58,8 @@ def test_train_step_losses_weights_metrics(case, reference_dir, jit_compile):
     reference["loss"] = reference.pop("objective")
     reference.update(psnr=float(expected["metric/psnr"]), ssim=float(expected["metric/ssim"]))
     task_keys = set(model.task_names) | {f"weight_{t}" for t in model.task_names}
-    assert set(logs) == {"loss", "psnr", "ssim"} | task_keys
+    assert set(logs) == {"loss", "psnr", "ssim", "skipped_steps"} | task_keys
+    assert logs.pop("skipped_steps") == 0
     for key, ref in reference.items():
         if key.startswith("weight_"):
             assert logs[key] == pytest.approx(ref, abs=1e-4), key

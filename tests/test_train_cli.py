@@ -6,7 +6,7 @@ import keras
 import pytest
 
 from menet_tf.cli import main
-from menet_tf.data import synthesize
+from menet_tf.data import eval_dataset, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,22 @@ def test_train_writes_config_history_curves_model_and_eval(tiny_set, tmp_path, c
             "--epochs", "2", "--crop-size", "32", "--batch-size", "8", "--depth", "1",
             "--no-jit", "--out", str(out)]
     assert main(args) == 0
-    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "curves.png", "model.keras", "eval.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "curves.png", "model.keras",
+                                               "eval.json", "run.json", "state.npz", "tensorboard"}
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert len(rows) == 2 and {"loss", "mse", "edge", "weight_mse", "weight_edge", "val_psnr"} <= set(rows[0])
     result = json.loads((out / "eval.json").read_text())
     assert result["config"] == "ModelShallowNewEdgeLossBalance" and 0 < result["psnr"] < 100
     assert json.loads((out / "config.json").read_text())["model"]["depth"] == 1
-    assert keras.saving.load_model(out / "model.keras").weighting_scheme == "lb"
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.weighting_scheme == "lb"
+    # eval.json is the final weights scored by the authors' protocol, as model.evaluate does it.
+    scores = model.evaluate(eval_dataset(str(tiny_set / "test"), batch_size=8, crop_size=32),
+                            return_dict=True, verbose=0)
+    assert abs(scores["psnr"] - result["psnr"]) < 1e-4 and abs(scores["ssim"] - result["ssim"]) < 1e-6
     # A finished run is not overwritten by accident.
     assert main(args) == 1
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a run, finished after 10 steps" in capsys.readouterr().err
 
 
 def test_train_refuses_unknown_configuration(tiny_set, tmp_path, capsys):

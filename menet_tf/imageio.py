@@ -1,0 +1,161 @@
+"""Users' photos in and out of ``menet-tf derain``: listing, reading (EXIF, odd modes), writing.
+
+Training data are checked strictly by ``menet_tf.data.images``; a user's photo is instead
+converted to 8-bit RGB with a warning (grayscale, RGBA, palette, CMYK, 16-bit) and turned upright
+by its EXIF orientation, because the user wants the picture de-rained, not a refusal.
+Writes go to a temporary file first and are moved into place, so an interrupted run never leaves
+a half-written image.
+"""
+import glob
+import os
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from menet_tf.data.images import DataWarning, _png_bit_depth, _sixteen_bit_to_uint8
+from menet_tf.errors import DataError
+
+#: What ``derain`` reads from folders.
+PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: --format choices -> (PIL format, file extension, save options).
+OUTPUT_FORMATS = {
+    "png": ("PNG", ".png", {"compress_level": 6}),
+    "jpg": ("JPEG", ".jpg", {"quality": 95, "subsampling": 0}),
+    "webp": ("WEBP", ".webp", {"lossless": True}),
+    "bmp": ("BMP", ".bmp", {}),
+    "tiff": ("TIFF", ".tif", {"compression": "tiff_deflate"}),
+}
+_FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp",
+                        ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
+
+
+def is_photo(name):
+    return name.lower().endswith(PHOTO_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def list_photos(inputs, recursive=False):
+    """[(path, relative name)] for files, folders (their images; sub-folders with ``recursive``)
+    and glob patterns, in the order given, each file once. The relative name (path inside its
+    folder, or the file name) is what the output is named after."""
+    found, seen = [], set()
+
+    def add(path, rel):
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            found.append((path, rel))
+
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            if recursive:
+                for root, dirs, files in os.walk(item):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    for f in sorted(files):
+                        if is_photo(f):
+                            path = os.path.join(root, f)
+                            add(path, os.path.relpath(path, item))
+            else:
+                for f in sorted(os.listdir(item)):
+                    path = os.path.join(item, f)
+                    if is_photo(f) and os.path.isfile(path):
+                        add(path, f)
+        elif os.path.isfile(item):
+            add(item, os.path.basename(item))
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=recursive) if os.path.isfile(p))
+            if not matches:
+                raise DataError(f"{item}: no file matches this pattern")
+            for path in matches:
+                add(path, os.path.basename(path))
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    return found
+
+
+def photo_size(path):
+    """(height, width) as the photo will be de-rained (after EXIF rotation), header only."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (corrupt or unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: cannot read image ({err})") from None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def read_photo(path):
+    """[H, W, 3] uint8 RGB, upright by EXIF; other modes converted with a DataWarning."""
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            sixteen = (im.mode.startswith("I;16") or im.mode in ("I", "F")
+                       or (im.format == "PNG" and _png_bit_depth(path) == 16))
+            mode = im.mode
+            im = ImageOps.exif_transpose(im)
+            if sixteen:
+                arr = _sixteen_bit_to_uint8(path, im)
+            else:
+                arr = np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (corrupt or unknown format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: corrupt or unreadable image ({err})") from None
+    if sixteen:
+        warnings.warn(f"{path}: 16-bit image, converted to 8 bits", DataWarning, stacklevel=2)
+    elif mode != "RGB":
+        kind = {"L": "grayscale", "1": "black-and-white", "LA": "grayscale+alpha",
+                "RGBA": "RGBA (alpha dropped)", "P": "palette", "PA": "palette+alpha",
+                "CMYK": "CMYK"}.get(mode, f"mode {mode}")
+        warnings.warn(f"{path}: {kind} image, converted to RGB", DataWarning, stacklevel=2)
+    return arr
+
+
+def output_format(fmt, source_path):
+    """The --format choice for one file ("same" keeps the input's format)."""
+    if fmt == "same":
+        return _FORMAT_OF_EXTENSION.get(os.path.splitext(source_path)[1].lower(), "png")
+    if fmt not in OUTPUT_FORMATS:
+        raise DataError(f"unknown output format {fmt!r}; choose from"
+                        f" {', '.join(OUTPUT_FORMATS)} or same")
+    return fmt
+
+
+def write_photo(array, path, fmt="png"):
+    """Write [H, W, 3] (float 0..255 is rounded) as 8-bit ``fmt``, atomically."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    pil_format, _, options = OUTPUT_FORMATS[fmt]
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".derain-", suffix=OUTPUT_FORMATS[fmt][1], dir=folder)
+    os.close(fd)
+    try:
+        Image.fromarray(array, "RGB").save(tmp, format=pil_format, **options)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def side_by_side(left, right, gap=8):
+    """rainy | de-rained, separated by a white gap, as one uint8 image."""
+    left, right = (np.clip(np.round(np.asarray(a, np.float32)), 0, 255).astype(np.uint8)
+                   for a in (left, right))
+    spacer = np.full((left.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([left, spacer, right], axis=1)
