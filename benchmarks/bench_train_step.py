@@ -2,6 +2,7 @@
 Adam) on random data, with and without XLA, and print seconds per step and crops per second.
 
     python benchmarks/bench_train_step.py [--config MENET-GB] [--batch-size 20] [--crop-size 224]
+        [--precision float32,mixed_bfloat16] [--jit off|on|both]
 """
 import argparse
 import os
@@ -14,8 +15,9 @@ import numpy as np  # noqa: E402
 import menet_tf  # noqa: E402
 
 
-def measure(config, batch, crop, steps, jit):
+def measure(config, batch, crop, steps, jit, precision="float32"):
     config.train.jit_compile = jit
+    config.train.precision = precision
     model = menet_tf.build_model(config)
     rng = np.random.default_rng(0)
     clean = rng.uniform(0, 255, [batch, crop, crop, 3]).astype("float32")
@@ -36,13 +38,19 @@ def main():
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--crop-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5, help="timed steps after the first")
+    parser.add_argument("--precision", default="float32",
+                        help="comma-separated precisions to time, e.g. float32,mixed_bfloat16")
+    parser.add_argument("--jit", choices=("off", "on", "both"), default="both")
     args = parser.parse_args()
     print(f"{args.config}: batch {args.batch_size}, crops {args.crop_size}x{args.crop_size}")
-    for jit in (False, True):
-        first, per_step = measure(menet_tf.released_config(args.config), args.batch_size,
-                                  args.crop_size, args.steps, jit)
-        print(f"  XLA {'on ' if jit else 'off'}: first step {first:6.2f} s (tracing/compiling),"
-              f" then {per_step:6.3f} s/step = {args.batch_size / per_step:7.1f} crops/s")
+    jits = {"off": (False,), "on": (True,), "both": (False, True)}[args.jit]
+    for precision in args.precision.split(","):
+        for jit in jits:
+            first, per_step = measure(menet_tf.released_config(args.config), args.batch_size,
+                                      args.crop_size, args.steps, jit, precision)
+            print(f"  {precision:14s} XLA {'on ' if jit else 'off'}: first step {first:6.2f} s"
+                  f" (tracing/compiling), then {per_step:6.3f} s/step"
+                  f" = {args.batch_size / per_step:7.1f} crops/s")
 
 
 if __name__ == "__main__":

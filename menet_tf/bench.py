@@ -247,15 +247,15 @@ def _pipeline(sizes, data, workdir):
     from menet_tf.data import bench as data_bench
 
     source = data
+    if source is None and not sizes.quick and os.path.isdir(data_bench.DEFAULT_SYNTHETIC):
+        source = data_bench.DEFAULT_SYNTHETIC
     if source is None:
-        if sizes.quick:
-            from menet_tf.data.synth import synthesize
+        # A fresh synthetic set in the bench's temporary folder (removed afterwards).
+        from menet_tf.data.synth import synthesize
 
-            synthesize(os.path.join(workdir, "synthetic"), preset="heavy", seed=0, count=6,
-                       test_count=0, progress=False)
-            source = os.path.join(workdir, "synthetic", "train")
-        else:
-            source, _ = data_bench.default_source()
+        synthesize(os.path.join(workdir, "synthetic"), preset="heavy", seed=0,
+                   count=6 if sizes.quick else 40, test_count=0, progress=False)
+        source = os.path.join(workdir, "synthetic", "train")
     result = data_bench.benchmark(source, progress=False, **sizes.pipeline)
     keep = ("source", "pairs", "batch_size", "crop_size", "mode", "batches", "crops",
             "crops_per_s", "first_epoch_crops_per_s", "later_crops_per_s", "epoch_s")
@@ -263,7 +263,7 @@ def _pipeline(sizes, data, workdir):
 
 
 def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile="auto",
-              precision="float32", data=None, pipeline=True, progress=True):
+              precision="float32", data=None, pipeline=True, progress=True, command=None):
     """Run every measurement; return the result dict (see ``format_table`` for the short form).
 
     ``authors_dir``: folder of the authors' released graphs (e.g. authors_graphs/), timed
@@ -283,7 +283,7 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     jit = resolve_jit_compile(jit_compile)
     result = {
-        "command": " ".join(["menet-tf", *sys.argv[1:]]) if sys.argv else "",
+        "command": command or "menet_tf.bench.run_bench()",
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load_average_start": load_average(),

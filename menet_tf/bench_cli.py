@@ -2,6 +2,8 @@
 import argparse
 import os
 
+from menet_tf.config import PRECISIONS
+
 DESCRIPTION = """\
 Time menet-tf on this machine: inference seconds per image (224x224 at batch 1 and 20, one
 481x321 image), training seconds per step (batch 20 of 224x224, MENET-GB and the MSE-only
@@ -49,8 +51,7 @@ def register(sub):
     p.add_argument("--jit-compile", type=_jit, default="auto", metavar="{auto,on,off}",
                    help="XLA for the port's training step and inference (default: auto = the"
                    " library default on this device)")
-    p.add_argument("--precision", default="float32",
-                   choices=("float32", "mixed_bfloat16", "mixed_float16"),
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the port's precision (the authors' graph is float32; default float32)")
     p.add_argument("--data", metavar="DIR",
                    help="training set for the input-pipeline figure (default: the synthetic set)")
@@ -59,6 +60,26 @@ def register(sub):
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _command(args):
+    """The command line that reproduces this run (recorded in the JSON)."""
+    parts = ["menet-tf", "bench"]
+    if args.authors:
+        parts += ["--authors", args.authors]
+    if args.quick:
+        parts.append("--quick")
+    if args.repeats:
+        parts += ["--repeats", str(args.repeats)]
+    if args.jit_compile != "auto":
+        parts += ["--jit-compile", "on" if args.jit_compile else "off"]
+    if args.precision != "float32":
+        parts += ["--precision", args.precision]
+    if args.data:
+        parts += ["--data", args.data]
+    if not args.pipeline:
+        parts.append("--no-pipeline")
+    return " ".join(parts + ["--out", args.out])
 
 
 def run(args):
@@ -73,7 +94,7 @@ def run(args):
     result = bench.run_bench(
         authors_dir=args.authors, quick=args.quick, repeats=args.repeats,
         jit_compile=args.jit_compile, precision=args.precision, data=args.data,
-        pipeline=args.pipeline, progress=args.progress,
+        pipeline=args.pipeline, progress=args.progress, command=_command(args),
     )
     print(bench.format_table(result))
     path = bench.write_json(result, args.out)

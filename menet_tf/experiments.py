@@ -256,6 +256,64 @@ def run_table(experiment, runs, data=None, *, quick=False, dataset=None, steps=N
     what = f"{spec['title'].split(':')[0]}{' (quick form)' if quick else ''}"
     train_root, test_root = data_splits(data, dataset, what)
     os.makedirs(runs, exist_ok=True)
+    with RunsLock(runs):
+        return _run_rows(spec, runs, data, dataset, train_root, test_root, synthetic,
+                         quick=quick, steps=steps, overrides=overrides, vgg_weights=vgg_weights,
+                         seed=seed, cache=cache, steps_per_epoch=steps_per_epoch,
+                         save_every_steps=save_every_steps, grid_images=grid_images,
+                         eval_crop_size=eval_crop_size, progress=progress, message=message)
+
+
+class RunsLock:
+    """One `menet-tf table` per runs folder: a second one on the same rows would train them
+    twice over each other's state. A lock left by a process that no longer runs is taken over."""
+
+    def __init__(self, runs):
+        self.path = os.path.join(runs, ".table.lock")
+
+    def __enter__(self):
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    with open(self.path) as f:
+                        pid = int(f.read().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise MenetError(
+                        f"{self.path}: the runs folder is in use by another `menet-tf table` "
+                        f"(process {pid}); wait for it, or use another --runs") from None
+                os.remove(self.path)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise MenetError(f"{self.path}: cannot take the lock of the runs folder")
+
+    def __exit__(self, *exc):
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        return False
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_rows(spec, runs, data, dataset, train_root, test_root, synthetic, *, quick, steps,
+              overrides, vgg_weights, seed, cache, steps_per_epoch, save_every_steps,
+              grid_images, eval_crop_size, progress, message):
+    """run_table's work once the data are found and the runs folder is locked."""
     if quick:
         steps = steps if steps is not None else spec["quick"]["steps"]
     eval_crop = eval_crop_size or (spec["quick"]["eval_crop_size"] if quick else 224)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from menet_tf import losses as losses_lib
 from menet_tf.config import PRECISIONS, ExperimentConfig
 from menet_tf.errors import ConfigError
-from menet_tf.network import MENET
+from menet_tf.network import MENET, record_shared_layer
 from menet_tf.weighting import make_weighting
 
 
@@ -164,19 +164,27 @@ class MultiTaskMENET(MENET):
         losses of the global batch (equal shards), from which LB takes its weights.
         """
         rainy, clean = _unpack(data)
-        with tf.GradientTape(persistent=True) as tape:
+        with tf.GradientTape(persistent=True) as tape, record_shared_layer() as shared:
             derained = self(rainy, training=training)
             task_losses = self.compute_task_losses(clean, derained)
         global_losses = _sum_over_replicas(task_losses, tf.distribute.ReduceOp.MEAN)
         norms = None
         if self.weighting.needs_gradient_norms:
-            norms = self._shared_gradient_norms(tape, task_losses)
+            norms = self._shared_gradient_norms(
+                tape, task_losses, shared[-1] if len(shared) == 1 else None
+            )
         weights = self.weighting(global_losses, norms)
         return tape, clean, derained, task_losses, global_losses, weights
 
-    def _shared_gradient_norms(self, tape, task_losses):
+    def _shared_gradient_norms(self, tape, task_losses, shared_io=None):
         """[||dL_i/dK5||_F] of the global batch, in float32: each replica's gradient of its
         L_i / num_replicas, summed over replicas.
+
+        With ``shared_io`` = (layer5 input, layer5 output) recorded in the forward pass, each
+        task's gradient is taken only down to layer5's output (the few ops between layer5 and
+        the losses), and the kernel gradients of all tasks come from ONE Conv2DBackpropFilter
+        with the tasks' output gradients stacked on the channel axis (the kernel gradient is
+        linear in them, so this is the same math as one tape.gradient per task and kernel).
 
         In float16 the texture gradient (L_t ~ 1e14) would overflow, so each task's gradient is
         taken of S * L_i / L_i (denominator constant, S the loss scale) and multiplied back by
@@ -187,13 +195,27 @@ class MultiTaskMENET(MENET):
         if self.compute_dtype == "float16":
             scale = self._loss_scale()
             scale = tf.constant(1.0) if scale is None else scale
-            shared = []
-            for loss in task_losses:
-                seed = tf.math.divide_no_nan(scale, loss)
-                gradient = tape.gradient(loss, kernel, output_gradients=seed)
-                shared.append(tf.cast(gradient, tf.float32) * (loss * share / scale))
+            seeds = [tf.math.divide_no_nan(scale, loss) for loss in task_losses]
+            factors = [loss * share / scale for loss in task_losses]
         else:
-            shared = [tf.cast(tape.gradient(loss, kernel), tf.float32) * share for loss in task_losses]
+            seeds = [None] * len(task_losses)
+            factors = [share] * len(task_losses)
+        if shared_io is not None:
+            x5, y5 = shared_io
+            outputs = [tape.gradient(loss, y5, output_gradients=seed)
+                       for loss, seed in zip(task_losses, seeds)]
+            sizes = [*kernel.shape[:3], y5.shape[-1] * len(outputs)]  # static, for XLA too
+            stacked = tf.raw_ops.Conv2DBackpropFilter(
+                input=x5, filter_sizes=sizes, out_backprop=tf.concat(outputs, axis=-1),
+                strides=[1, 1, 1, 1], padding="SAME", data_format="NHWC",
+            )
+            gradients = tf.split(stacked, len(outputs), axis=-1)
+            if self.compute_dtype != "float16":  # float16's outputs carry S / L_i, not 1
+                tape.menet_shared_tail = (y5, outputs, gradients)  # for _objective_gradients
+        else:
+            gradients = [tape.gradient(loss, kernel, output_gradients=seed)
+                         for loss, seed in zip(task_losses, seeds)]
+        shared = [tf.cast(g, tf.float32) * f for g, f in zip(gradients, factors)]
         shared = _sum_over_replicas(shared, tf.distribute.ReduceOp.SUM)
         return [tf.norm(g) for g in shared]
 
@@ -238,9 +260,30 @@ class MultiTaskMENET(MENET):
         scale = self._loss_scale()
         factor = 1.0 / num_replicas() if scale is None else scale / num_replicas()
         seeds = [w * factor for w in weights]
-        gradients = tape.gradient(task_losses, self.trainable_variables, output_gradients=seeds)
+        gradients = self._objective_gradients(tape, task_losses, seeds)
         del tape
         return gradients, (clean, derained, global_losses, weights), scale
+
+    def _objective_gradients(self, tape, task_losses, seeds):
+        """d(sum_i seeds_i L_i) / d(trainable variables), one backward pass over the tape.
+
+        When the GB norms already took each task's gradient at layer5's output
+        (``tape.menet_shared_tail``), the pass starts there: sum_i seeds_i dL_i/dy5 (in float32)
+        is back-propagated once through the network, and layer5's kernel gets
+        sum_i seeds_i dL_i/dK5; the ops after layer5 are not run a fourth time. Same math.
+        """
+        tail = getattr(tape, "menet_shared_tail", None)
+        if tail is None:
+            return tape.gradient(task_losses, self.trainable_variables, output_gradients=seeds)
+        y5, outputs, kernel_gradients = tail
+        weighted = lambda terms: tf.add_n(  # noqa: E731
+            [tf.cast(s, tf.float32) * tf.cast(t, tf.float32) for s, t in zip(seeds, terms)]
+        )
+        kernel = self.shared_kernel
+        others = [v for v in self.trainable_variables if v is not kernel]
+        upstream = iter(tape.gradient(y5, others, output_gradients=tf.cast(weighted(outputs), y5.dtype)))
+        kernel_gradient = tf.cast(weighted(kernel_gradients), kernel.dtype)
+        return [kernel_gradient if v is kernel else next(upstream) for v in self.trainable_variables]
 
     def train_step(self, data):
         # Scaled gradients go to a LossScaleOptimizer, which unscales them itself.
@@ -319,9 +362,10 @@ def make_optimizer(config, steps_per_epoch=None):
 
 
 def resolve_jit_compile(setting):
-    """"auto": XLA on GPUs only. On this project's 2-core CPU an XLA-compiled MENET-GB step
-    (batch 20, 224x224) took 4.26 s against 2.05 s without XLA
-    (benchmarks/bench_train_step.py), so a CPU runs the plain graph."""
+    """"auto": XLA on GPUs only. Re-measured with the fused batch norm on this project's 2-core
+    CPU (AMD EPYC, TF 2.21, oneDNN): an XLA-compiled MENET-GB step (batch 20, 224x224) took
+    5.30 s of CPU time against 1.61 s without XLA, interleaved in one process (the plain
+    graph runs oneDNN's kernels, XLA's CPU backend does not), so a CPU runs the plain graph."""
     if setting == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
     return bool(setting)

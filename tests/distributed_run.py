@@ -124,6 +124,18 @@ def main(argv=None):
             results[f"{name}/log/{key}"] = np.array(values)
         for i, w in enumerate(model.get_weights()):
             results[f"{name}/final/{i}"] = w
+        # A step with an Inf in the last replica's share only: skipped everywhere, nothing moves.
+        bad = clean[:BATCH].copy()
+        bad[-1, 0, 0, 0] = np.inf
+        iterations = int(model.optimizer.iterations.numpy())
+        trainable = [v.numpy() for v in model.trainable_variables]
+        data = tf.data.Dataset.from_tensor_slices((rainy[:BATCH], bad)).batch(BATCH)
+        skipped = model.fit(data, epochs=1, verbose=0, shuffle=False).history["skipped_steps"]
+        results[f"{name}/inf_step/skipped"] = np.array(skipped)
+        results[f"{name}/inf_step/iterations"] = np.array(int(model.optimizer.iterations.numpy()) - iterations)
+        results[f"{name}/inf_step/moved"] = np.array(max(
+            float(np.max(np.abs(v.numpy() - w))) for v, w in zip(model.trainable_variables, trainable)
+        ))
         # Every replica's copy of every variable must agree (BN moving statistics included).
         spread = 0.0
         for v in model.variables:

@@ -48,6 +48,7 @@ def test_quick_bench_writes_every_figure(quick_run, capsys):
     assert isinstance(machine["cpu"]["flags"], list) and "amx" in machine["cpu"]
     assert {"intra_op", "inter_op"} <= set(machine["threads"])
     assert r["settings"]["quick"] is True and r["settings"]["precision"] == "float32"
+    assert r["command"].startswith("menet-tf bench") and "--quick" in r["command"]
     assert [g["target"] for g in r["goals"]] == [1.15, 1.25, 1.15, 1.10]
     assert all(g["met"] is None for g in r["goals"]), "--quick must not claim goals"
 
@@ -140,3 +141,35 @@ def test_inference_function_traces_once_per_shape():
     assert derainer.trace_count <= 2
     graph = derainer.concrete_function(32, 32).graph
     assert not {op.type for op in graph.get_operations()} & PY_OPS
+
+
+def test_per_task_shared_gradients_from_layer5_output_equal_the_kernel_gradients():
+    """The GB norms taken from layer5's output (one stacked kernel-gradient op) equal the norms
+    of one tape.gradient per task on the layer5 kernel."""
+    from menet_tf.network import record_shared_layer
+
+    model = menet_tf.build_model("MENET-GB")
+    rainy, clean = _tiny_batch(32)
+    with tf.GradientTape(persistent=True) as tape, record_shared_layer() as shared:
+        derained = model(rainy, training=True)
+        losses = model.compute_task_losses(clean, derained)
+    assert len(shared) == 1 and shared[0][1].shape[-1] == 12
+    fast = model._shared_gradient_norms(tape, losses, shared[0])
+    plain = [tf.norm(tape.gradient(loss, model.shared_kernel)) for loss in losses]
+    np.testing.assert_allclose([float(n) for n in fast], [float(n) for n in plain], rtol=1e-5)
+    assert all(float(n) > 0 for n in fast)
+
+
+def test_objective_gradient_from_layer5_output_equals_the_full_backward_pass():
+    """GB's training gradient reuses the per-task gradients at layer5's output; it equals one
+    tape.gradient of sum_i w_i L_i over every trainable variable."""
+    model = menet_tf.build_model("MENET-GB")
+    rainy, clean = _tiny_batch(32)
+    tape, _, _, losses, _, weights = model._forward((rainy, clean), training=True)
+    assert getattr(tape, "menet_shared_tail", None) is not None
+    fast = model._objective_gradients(tape, losses, weights)
+    plain = tape.gradient(losses, model.trainable_variables, output_gradients=weights)
+    assert len(fast) == len(plain) == len(model.trainable_variables)
+    for f, p, v in zip(fast, plain, model.trainable_variables):
+        scale = float(tf.reduce_max(tf.abs(p))) + 1e-12
+        np.testing.assert_allclose(f.numpy(), p.numpy(), rtol=0, atol=1e-4 * scale, err_msg=v.path)

@@ -109,6 +109,10 @@ def _assert_same_training(single, other, case, skip_moving_variance=False):
         np.testing.assert_allclose(other[key], single[key], rtol=0, atol=1e-3 * moved + 1e-7,
                                    err_msg=f"{case}: {name}")
     assert float(other[f"{case}/replica_spread"]) == 0.0, "replicas' copies of a variable differ"
+    # An Inf in one replica's share: the step is skipped on every replica and counted once.
+    assert list(other[f"{case}/inf_step/skipped"]) == [1.0]
+    assert int(other[f"{case}/inf_step/iterations"]) == 0
+    assert float(other[f"{case}/inf_step/moved"]) == 0.0
 
 
 def test_two_replicas(runs):

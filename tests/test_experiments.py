@@ -202,3 +202,23 @@ def test_beating_the_input_is_judged_where_the_input_score_is_finite():
     summary["rgb"]["psnr"] = 24.0
     assert experiments.beats_input(summary) is False
     assert experiments.beats_input({"authors": {"psnr": 30.0, "input_psnr": "inf"}}) is False
+
+
+def test_one_table_runner_per_runs_folder(tiny_set, tmp_path):
+    import os
+    import subprocess
+
+    from menet_tf.errors import MenetError
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".table.lock").write_text(str(os.getpid()))  # a live runner holds the folder
+    with pytest.raises(MenetError, match="in use by another `menet-tf table`"):
+        experiments.run_table("table1", str(runs), str(tiny_set))
+    assert sorted(p.name for p in runs.iterdir()) == [".table.lock"]  # nothing trained
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (runs / ".table.lock").write_text(str(gone.pid))  # its runner died: the lock is stale
+    with experiments.RunsLock(str(runs)):
+        assert (runs / ".table.lock").read_text() == str(os.getpid())
+    assert not (runs / ".table.lock").exists()
