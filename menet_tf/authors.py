@@ -348,6 +348,9 @@ class AuthorsGraph:
             self._objective = g.get_tensor_by_name(self.layout.objective)
             self._gradients = {v: g.get_tensor_by_name(n) for v, n in self.layout.gradients.items()}
             self._psnr = tf.reduce_mean(tf.image.psnr(self._output, self._clean, max_val=255.0))
+            # Not in the released graph; added so a benchmark can ask it for the same logs the
+            # port computes every step (menet_tf.bench times both doing the same work).
+            self._ssim = tf.reduce_mean(tf.image.ssim(self._output, self._clean, max_val=255.0))
             self._batch_stats = {}
             for op in g.get_operations():
                 if op.type in _BN_OPS and op.name.startswith("derain/"):
@@ -484,12 +487,15 @@ class AuthorsGraph:
         finally:
             self.assign(saved)
 
-    def step(self, rainy, clean, train=False):
+    def step(self, rainy, clean, train=False, ssim=False):
         """{loss (objective), <task>, weight_<task>, psnr} of one training-mode batch; one Adam
-        step (and the BN statistics' update) when ``train``."""
+        step (and the BN statistics' update) when ``train``. ``ssim`` also computes the batch
+        SSIM, which the port logs every step."""
         rainy, clean = np.asarray(rainy, np.float32), np.asarray(clean, np.float32)
         self._check_batch(rainy)
         fetches = {"loss": self._objective, "psnr": self._psnr}
+        if ssim:
+            fetches["ssim"] = self._ssim
         for t in self.tasks:
             fetches[t] = self._losses[t]
             fetches[f"weight_{t}"] = self._weights[t]

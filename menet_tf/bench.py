@@ -340,7 +340,9 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
         # Same work as the port's pad mode: reflection padding, the network, the crop.
         groups["infer_large"][0]["authors"] = lambda: graph.infer(padded)[:, :h, :w]
         if train_authors:
-            groups["train_b20"][0]["authors"] = lambda: graph.step(rainy, clean, train=True)
+            # Like for like: the port's step logs the objective, every task loss and weight,
+            # PSNR and SSIM, so the authors' step is asked for the same values.
+            groups["train_b20"][0]["authors"] = lambda: graph.step(rainy, clean, train=True, ssim=True)
 
     total = sum(len(fns) for fns, _ in groups.values()) * (repeats + warmup)
     bar = tqdm(total=total, desc="bench", unit="call", disable=not progress, leave=False)

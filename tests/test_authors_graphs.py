@@ -121,7 +121,8 @@ def test_authors_graph_reproduces_what_the_authors_graph_computed(gb_graph, refe
         out = gb_graph.infer(expected[f"infer_{key}_input"].astype("float32"))
         np.testing.assert_allclose(out, expected[f"infer_{key}_output"], atol=1e-3)
     rainy, clean = expected["batch_syn"].astype("float32"), expected["batch_bg"].astype("float32")
-    logs = gb_graph.step(rainy, clean)
+    logs = gb_graph.step(rainy, clean, ssim=True)  # ssim: what the port also logs (bench)
+    assert logs["ssim"] == pytest.approx(float(expected["metric/ssim"]), rel=2e-5)
     for task in ("mse", "texture", "edge"):
         assert logs[task] == pytest.approx(float(expected[f"loss/{task}"]), rel=1e-5)
         assert logs[f"weight_{task}"] == pytest.approx(float(expected[f"loss/weight_{task}"]), abs=1e-6)

@@ -37,8 +37,11 @@ def _released_variables(name):
     return {r[0]: json.loads(r[1]) for r in rows if r[0].startswith("derain/") and "/Adam" not in r[0]}
 
 
-# Every released model but the VGG one, for which no variable list was released.
-@pytest.mark.parametrize("name", sorted(set(menet_tf.config.RELEASED) - {"ModelShallowNewVGGFixed"}))
+# Every released model with a variable list in authors_variables/ (not the VGG one, none was
+# released; not the Caformer ones of the Rain100H release, whose checkpoint indexes
+# tests/test_authors_graphs.py reads instead).
+@pytest.mark.parametrize("name", sorted(
+    n for n in menet_tf.config.RELEASED if n != "ModelShallowNewVGGFixed" and "Caformer" not in n))
 def test_tf1_names_and_shapes_cover_every_released_model(name):
     config = menet_tf.released_config(name)
     model = MENET(config.model.depth, config.model.attention)
