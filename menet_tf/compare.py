@@ -51,28 +51,6 @@ TOLERANCES = {
 }
 
 
-def time_interleaved(callables, repeats=5, warmup=1):
-    """Seconds per call of each of ``callables`` ({name: fn()}), measured in turns.
-
-    Every round calls each function once, in order, so a machine that slows down or speeds up
-    during the measurement (other processes, CPU clocks) affects every side alike. The first
-    ``warmup`` rounds (tracing, graph optimisation, caches) are not counted. Returns
-    {name: {"median": s, "min": s, "runs": [s, ...]}}.
-    """
-    runs = {name: [] for name in callables}
-    for round_ in range(int(warmup) + int(repeats)):
-        for name, fn in callables.items():
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
-            if round_ >= warmup:
-                runs[name].append(elapsed)
-    return {
-        name: {"median": float(np.median(r)), "min": float(np.min(r)), "runs": [float(x) for x in r]}
-        for name, r in runs.items()
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # the port's side
 
@@ -441,6 +419,8 @@ def compare_model(released, options=None, work_dir=None, port_hook=None, log=pri
 
 def time_model(graph, model, predict, rainy, clean, repeats):
     """Per-image inference at batch 1 and 20, training step at batch 20; interleaved."""
+    from menet_tf.bench import time_interleaved  # the one timing loop (menet-tf bench's)
+
     x1, x20 = rainy[:1], rainy[:20]
     t = time_interleaved(
         {
@@ -455,9 +435,9 @@ def time_model(graph, model, predict, rainy, clean, repeats):
     out = {}
     for side in ("authors", "port"):
         out[side] = {
-            "infer_per_image_batch_1": t[f"{side}_infer_1"]["median"],
-            "infer_per_image_batch_20": t[f"{side}_infer_20"]["median"] / len(x20),
-            "train_step_batch_20": t[f"{side}_train_20"]["median"],
+            "infer_per_image_batch_1": t[f"{side}_infer_1"]["median_s"],
+            "infer_per_image_batch_20": t[f"{side}_infer_20"]["median_s"] / len(x20),
+            "train_step_batch_20": t[f"{side}_train_20"]["median_s"],
         }
     out["speedup"] = {k: out["authors"][k] / out["port"][k] for k in out["port"]}  # >1: port faster
     out["repeats"] = repeats

@@ -491,7 +491,6 @@ def write_table(results, meta, runs):
     md += ["| row | model | PSNR | SSIM | paper PSNR | paper SSIM | Δ PSNR | Δ SSIM | Y PSNR | "
            "Y SSIM | beats rainy input | steps | training |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---:|"]
-    notes = []
     for row, r in zip(rows, results):
         label = row["label"]
         if r["row"].get("swapped_in_authors_log") and dataset == "Rain100H":

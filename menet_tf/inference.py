@@ -21,7 +21,6 @@ Speed: the network runs in one compiled ``tf.function`` (XLA on GPUs only, as in
 traced once per padded input size (once in total when XLA is off, since the graph then takes any
 size), with batch norm folded into the preceding convolutions.
 """
-import math
 import os
 import re
 

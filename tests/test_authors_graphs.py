@@ -1,7 +1,6 @@
 """The authors' released graphs and checkpoint indexes (../shared/reference/authors_graphs):
 found, read (architecture and tasks of all 16), run by menet_tf.authors as the authors ran them.
 """
-import os
 import shutil
 
 import numpy as np

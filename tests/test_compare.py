@@ -122,11 +122,3 @@ def test_wrong_weight_is_caught_by_every_check():
     moved = compare.compare_variables({"w": np.ones(10) + 0.01, "bn/moving_mean": np.ones(4) * 1.01}, after, 1, lr)
     assert not moved["weights"]["ok"] and not moved["weights"]["ok_jump"]
     assert not moved["moving_statistics"]["ok"]
-
-
-def test_time_interleaved_alternates_and_skips_warmup():
-    calls = []
-    t = compare.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                                 repeats=2, warmup=1)
-    assert calls == ["a", "b"] * 3
-    assert len(t["a"]["runs"]) == 2 and t["a"]["median"] >= 0
