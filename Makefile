@@ -28,6 +28,9 @@ help:
 	@echo "make export          MODEL as SavedModel and TFLite (float, dynamic) in exports/"
 	@echo "make derain-example  train briefly on $(QUICK_DATA), de-rain one test image (README picture)"
 	@echo "make derain-figures  README figures: tiles vs whole, modes, s/MP, exports (JSON)"
+	@echo "make compare-authors run the authors' released graphs beside the port (AUTHORS=clone)"
+	@echo "make bench           speed of the port; make bench-authors: interleaved with the authors' graph"
+	@echo "make bench-quick     small sizes, a first look in about a minute"
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
