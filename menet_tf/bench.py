@@ -19,7 +19,6 @@ What is timed:
 - peak memory (resident set size; GPU peak when there is a GPU).
 """
 import datetime
-import json
 import os
 import platform
 import resource
@@ -29,6 +28,7 @@ import time
 
 import numpy as np
 
+from menet_tf import files
 from menet_tf.errors import ConfigError, MenetError
 
 GB_MODEL = "MENET-GB"
@@ -469,18 +469,8 @@ def format_table(result):
 
 
 def write_json(result, path):
-    """Write ``result`` to ``path`` atomically (a temp file, then os.replace)."""
+    """Write ``result`` to ``path`` atomically (menet_tf.files), creating its folder."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.write_json(path, result)
     return path

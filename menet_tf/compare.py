@@ -15,7 +15,6 @@ released checkpoints' slots and step are dropped on the authors' side too). Then
 Each check has a tolerance and a verdict; ``compare_models`` writes report.md / report.json.
 """
 import dataclasses
-import json
 import math
 import os
 import re
@@ -25,6 +24,7 @@ import time
 import numpy as np
 
 from menet_tf.errors import MenetError
+from menet_tf.files import replacing, write_json, write_text
 
 _MOVING = re.compile(r"/moving_(mean|variance)$")
 
@@ -499,13 +499,6 @@ def _progress(items, enabled):
     return tqdm(items, unit="model")
 
 
-def _write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _write_report(out, source, options, entries):
     report = {
         "source": os.fspath(source),
@@ -515,8 +508,8 @@ def _write_report(out, source, options, entries):
         "models": entries,
         "ok": all(e["ok"] for e in entries),
     }
-    _write_atomic(os.path.join(out, "report.json"), json.dumps(report, indent=2, default=_jsonable) + "\n")
-    _write_atomic(os.path.join(out, "report.md"), format_markdown(report))
+    write_json(os.path.join(out, "report.json"), report, default=_jsonable)
+    write_text(os.path.join(out, "report.md"), format_markdown(report))
     return report
 
 
@@ -634,7 +627,6 @@ def plot_curves(entry, path):
     axes.flat[0].legend()
     fig.suptitle(entry["key"])
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    with replacing(path, suffix=".png", what=" the figure") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -9,7 +9,6 @@ exact), resize (the authors' released script: bicubic to multiples of 16 and bac
 
 Example: menet-tf derain photos/ -o derained/ --model runs/MENET-GB --compare
 """
-import json
 import os
 
 
@@ -82,10 +81,9 @@ def derain(args):
         record = dict(summary, model=os.fspath(args.model), inputs=list(args.inputs),
                       fold_batch_norm=not args.no_fold, jit_compile=derainer.jit_compile,
                       failed=[{"file": f, "error": e} for f, e in summary["failed"]])
-        path = os.path.join(args.out, "derain.json")
-        with open(path + ".tmp", "w") as fh:
-            json.dump(record, fh, indent=2)
-        os.replace(path + ".tmp", path)
+        from menet_tf.files import write_json
+
+        write_json(os.path.join(args.out, "derain.json"), record)
     if summary["failed"]:
         print(f"{len(summary['failed'])} file(s) failed:")
         for source, message in summary["failed"]:

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from menet_tf.errors import DataError, MenetError
+from menet_tf.files import write_all
 
 PROTOCOLS = ("authors", "y", "rgb")
 DESCRIPTIONS = {
@@ -260,32 +261,6 @@ def _json_number(value):
     return value
 
 
-def _write_atomic(path, text):
-    """Write whole or not at all: a full disk leaves the previous file and no partial one."""
-    _write_all({path: text})
-
-
-def _write_all(files):
-    """Write every {path: text} to a temporary file first, then move them all into place, so a
-    failure (disk full) changes none of them and leaves nothing half-written."""
-    done = []
-    try:
-        for path, text in files.items():
-            tmp = f"{path}.partial"
-            with open(tmp, "w", newline="") as f:
-                f.write(text)
-            done.append((tmp, path))
-    except OSError as err:
-        for tmp, _ in done + [(f"{path}.partial", path)]:
-            if os.path.isfile(tmp):
-                os.remove(tmp)
-        raise MenetError(f"{path}: could not write ({err.strerror or err}); nothing half-written "
-                         f"was left" + ("; the previous version is kept" if os.path.exists(path)
-                                        else "")) from None
-    for tmp, path in done:
-        os.replace(tmp, path)
-
-
 def evaluate(model, data, out=None, *, protocols=PROTOCOLS, model_name=None, crop_size=224,
              batch_size=20, border=0, mode="pad", save_images=0, progress=True):
     """Score ``model`` (a Keras model, run folder, ``.keras`` file or TF1 prefix) on the test set
@@ -390,7 +365,7 @@ def write_results(out, summary, rows):
         writer.writerow({k: (_fmt(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
     clean = {k: ({kk: _json_number(vv) for kk, vv in v.items()} if isinstance(v, dict) else
                  _json_number(v)) for k, v in summary.items() if k != "images_scored"}
-    _write_all({os.path.join(out, "metrics.csv"): buf.getvalue(),
+    write_all({os.path.join(out, "metrics.csv"): buf.getvalue(),
                 os.path.join(out, "summary.json"): json.dumps(clean, indent=2) + "\n"})
 
 

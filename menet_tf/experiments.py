@@ -19,6 +19,7 @@ import math
 import os
 
 from menet_tf.errors import ConfigError, DataError, MenetError
+from menet_tf.files import replacing, write_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS_DIR = os.path.join(REPO, "experiments")
@@ -466,7 +467,7 @@ def _input_scores(results):
 
 def write_table(results, meta, runs):
     """table.md and table.csv in ``runs`` (each written whole, then moved into place)."""
-    from menet_tf.evaluation import DESCRIPTIONS, _write_atomic
+    from menet_tf.evaluation import DESCRIPTIONS
 
     spec, dataset = meta["spec"], meta["dataset"]
     rows = table_rows(results, dataset)
@@ -476,7 +477,7 @@ def write_table(results, meta, runs):
     for row in rows:
         writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v))
                          for k, v in row.items()})
-    _write_atomic(os.path.join(runs, "table.csv"), buf.getvalue())
+    write_all({os.path.join(runs, "table.csv"): buf.getvalue()})
 
     md = [f"# {spec['title']}", ""]
     if meta["quick"]:
@@ -548,7 +549,7 @@ def write_table(results, meta, runs):
     md += ["Figures: [Fig. 8, per-image PSNR](fig8_psnr_histogram.png), "
            "[Fig. 9, per-image SSIM](fig9_ssim_boxplot.png), "
            "[outputs](grid.png). Per-image scores: `<row>/evaluation/metrics.csv`.", ""]
-    _write_atomic(os.path.join(runs, "table.md"), "\n".join(md))
+    write_all({os.path.join(runs, "table.md"): "\n".join(md)})
     return rows
 
 
@@ -614,15 +615,8 @@ def figures(results, meta, runs, grid_images=GRID_IMAGES):
 
 def _save(fig, path):
     """Save to a temporary file first, so a full disk never leaves a truncated PNG."""
-    tmp = path + ".partial.png"
-    try:
+    with replacing(path, suffix=".png", what=" the figure") as tmp:
         fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except OSError as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise MenetError(f"{path}: could not write the figure ({err.strerror or err}); the "
-                        f"previous version, if any, is kept") from None
     return path
 
 

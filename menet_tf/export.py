@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from menet_tf.errors import MenetError
+from menet_tf.files import atomic_write
 
 FORMATS = ("savedmodel", "tflite")
 
@@ -125,10 +126,7 @@ def export_tflite(derainer, path, size, quantize=None, force=False):
     _prepare_target(path, force)
     data = tflite_bytes(derainer, size, quantize)
     os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data), mode="wb")
     if os.path.basename(path) == "model.tflite":
         _write_info(folder, derainer, format="tflite", input_shape=[1, *map(int, size), 3],
                     quantize=quantize or "none", bytes=len(data))

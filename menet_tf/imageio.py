@@ -8,7 +8,6 @@ a half-written image.
 """
 import glob
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from menet_tf.data.images import DataWarning, _png_bit_depth, _sixteen_bit_to_uint8
 from menet_tf.errors import DataError
+from menet_tf.files import replacing
 
 #: What ``derain`` reads from folders.
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -133,24 +133,9 @@ def write_photo(array, path, fmt="png"):
     if array.dtype != np.uint8:
         array = np.clip(np.round(array), 0, 255).astype(np.uint8)
     pil_format, _, options = OUTPUT_FORMATS[fmt]
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".derain-", suffix=OUTPUT_FORMATS[fmt][1], dir=folder)
-    os.close(fd)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with replacing(path, suffix=OUTPUT_FORMATS[fmt][1], error=DataError) as tmp:
         Image.fromarray(array, "RGB").save(tmp, format=pil_format, **options)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def side_by_side(left, right, gap=8):

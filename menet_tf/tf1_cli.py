@@ -36,6 +36,7 @@ def import_tf1(args):
     from menet_tf import config as config_lib
     from menet_tf import tf1
     from menet_tf.errors import MenetError
+    from menet_tf.files import replacing
     from menet_tf.training import build_model
 
     output = args.output
@@ -57,9 +58,8 @@ def import_tf1(args):
     model = build_model(cfg)
     report = tf1.load_checkpoint(model, prefix)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, output)  # never leave a half-written file under the final name
+    with replacing(output, suffix=".keras", what=" the model") as tmp:
+        model.save(tmp)  # never a half-written file under the final name
     print(
         f"imported {len(report.loaded)} variables from {prefix}"
         f" ({len(report.ignored)} optimiser variables ignored);"

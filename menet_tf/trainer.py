@@ -37,6 +37,7 @@ import zipfile
 
 import numpy as np
 
+from menet_tf import files
 from menet_tf.errors import CheckpointError, ConfigError, DataError, MenetError
 
 DEFAULT_DATA = os.path.join("data", "synthetic", "heavy")
@@ -137,28 +138,12 @@ def _differences(saved, current):
 # atomic files
 
 def atomic_write(path, write, mode="w"):
-    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename.
-
-    A failure (disk full, file too large, no permission) leaves the previous file untouched,
-    removes the partial one, and is reported as a CheckpointError naming the file.
-    """
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        kept = " the previous version is kept;" if os.path.exists(path) else ""
-        raise CheckpointError(f"{path}: could not write ({err.strerror or err});{kept}"
-                              " nothing half-written was left") from None
+    """files.atomic_write, failing with a CheckpointError (a run's state and records)."""
+    files.atomic_write(path, write, mode, error=CheckpointError)
 
 
 def _write_json(path, data):
-    atomic_write(path, lambda f: (json.dump(data, f, indent=2), f.write("\n")))
+    files.write_json(path, data, error=CheckpointError)
 
 
 def _write_history(path, rows):
@@ -706,14 +691,8 @@ def _schedule_of(optimizer):
 
 def _save_model(model, path):
     """``model.save`` into a temporary .keras file, then rename (Keras insists on the suffix)."""
-    tmp = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
-    try:
+    with files.replacing(path, suffix=".keras", what=" the model", error=CheckpointError) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise CheckpointError(f"{path}: could not write the model ({err.strerror or err})") from None
 
 
 def plot_history(history, path):

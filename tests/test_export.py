@@ -13,17 +13,12 @@ from menet_tf.errors import MenetError
 from menet_tf.inference import Derainer, load_derainer, pad_to_multiple
 from menet_tf.network import MENET
 
+from model_helpers import perturb_batch_norm
+
 
 def _model(depth, attention, seed=0):
     tf.random.set_seed(seed)
-    model = MENET(depth=depth, attention=attention).ensure_built()
-    rng = np.random.default_rng(seed)
-    for v in model.variables:
-        name = v.path.split("/")[-1]
-        if name in ("moving_mean", "beta"):
-            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
-        elif name in ("moving_variance", "gamma"):
-            v.assign(rng.uniform(0.7, 1.3, v.shape).astype("float32"))
+    model = perturb_batch_norm(MENET(depth=depth, attention=attention).ensure_built(), seed)
     # A freshly initialised MENET predicts a rain layer of hundreds of grey levels (outputs
     # mostly clipped); a trained one predicts a few. Scale the last conv so outputs look like
     # images and float32 rounding (relative ~1e-6) is judged at a realistic magnitude.

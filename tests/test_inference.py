@@ -9,27 +9,17 @@ from menet_tf.inference import (Derainer, load_derainer, load_model, pad_to_mult
                                 tile_starts)
 from menet_tf.network import MENET, ConvBN
 
+from model_helpers import perturb_batch_norm
+
 RELEASED_GB = "ModelShallowNewCaEdgeGramGradBalance"
 RELEASED_FIXED = "ModelShallowNewEdgeFixed"
-
-
-def _perturb_batch_norm(model, seed=0):
-    """Non-trivial BN statistics (a fresh model has mean 0 / variance 1, where folding is moot)."""
-    rng = np.random.default_rng(seed)
-    for v in model.variables:
-        name = v.path.split("/")[-1]
-        if name in ("moving_mean", "beta"):
-            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
-        elif name in ("moving_variance", "gamma"):
-            v.assign(rng.uniform(0.7, 1.3, v.shape).astype("float32"))
-    return model
 
 
 def _model(depth=2, attention=False, seed=0):
     """A small MENET with non-trivial BN statistics whose outputs look like images: a fresh
     one predicts a rain layer of hundreds of grey levels, so its last conv is scaled down."""
     tf.random.set_seed(seed)
-    model = _perturb_batch_norm(MENET(depth=depth, attention=attention).ensure_built(), seed)
+    model = perturb_batch_norm(MENET(depth=depth, attention=attention).ensure_built(), seed)
     model.layer5.kernel.assign(model.layer5.kernel * 0.1)
     return model
 
@@ -110,7 +100,7 @@ def test_folded_weights_equal_conv_then_batch_norm():
     layer = ConvBN(8, 3)
     x = tf.random.stateless_normal([2, 8, 8, 5], seed=[1, 2])
     layer(x, training=False)
-    _perturb_batch_norm(layer)
+    perturb_batch_norm(layer)
     kernel, bias = layer.folded_weights()
     direct = tf.nn.conv2d(x, kernel, 1, "SAME") + bias
     np.testing.assert_allclose(direct.numpy(), layer(x, training=False).numpy(), atol=1e-4)

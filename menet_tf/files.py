@@ -1,0 +1,84 @@
+"""Writing result files so that a failure (disk full, killed process) never leaves half a file
+under the final name: everything is written to a temporary file beside it, then renamed.
+
+One mechanism for the whole package: run state, models, JSON/CSV/Markdown results, figures,
+de-rained photos and exports all go through :func:`replacing`.
+"""
+import contextlib
+import json
+import os
+
+from menet_tf.errors import MenetError
+
+
+def _partial(path, suffix=""):
+    """The temporary name beside ``path`` (a dot file, so listings of results skip it)."""
+    return os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial{suffix}")
+
+
+def _remove(path):
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+@contextlib.contextmanager
+def replacing(path, suffix="", what="", error=MenetError):
+    """Yield a temporary path beside ``path``; once the block has written it, move it into place.
+
+    ``suffix`` keeps an ending writers insist on (``.keras``, ``.png``). On an OSError the
+    temporary file is removed, the previous ``path`` (if any) is kept, and ``error`` is raised
+    naming ``path`` (``what`` says what could not be written, e.g. " the model").
+    """
+    path = os.fspath(path)
+    tmp = _partial(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        kept = " the previous version is kept;" if os.path.exists(path) else ""
+        raise error(f"{path}: could not write{what} ({err.strerror or err});{kept}"
+                    " nothing half-written was left") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write(path, write, mode="w", error=MenetError):
+    """Write ``path`` through ``write(file)``, synced to disk before the rename."""
+    with replacing(path, error=error) as tmp:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path, text, error=MenetError):
+    atomic_write(path, lambda f: f.write(text), error=error)
+
+
+def write_json(path, data, error=MenetError, **dump_options):
+    """``data`` as indented JSON with a final newline."""
+    atomic_write(path, lambda f: (json.dump(data, f, indent=2, **dump_options), f.write("\n")),
+                 error=error)
+
+
+def write_all(files):
+    """Write {path: text} all or nothing: every file goes to ``<path>.partial`` first and is moved
+    into place only once all were written, so a failure (disk full) changes none of them."""
+    done = []
+    try:
+        for path, text in files.items():
+            tmp = f"{path}.partial"
+            with open(tmp, "w", newline="") as f:
+                f.write(text)
+            done.append((tmp, path))
+    except OSError as err:
+        for tmp, _ in done + [(f"{path}.partial", path)]:
+            if os.path.isfile(tmp):
+                os.remove(tmp)
+        raise MenetError(f"{path}: could not write ({err.strerror or err}); nothing half-written "
+                         f"was left" + ("; the previous version is kept" if os.path.exists(path)
+                                        else "")) from None
+    for tmp, path in done:
+        os.replace(tmp, path)
