@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from menet_tf import files
+from menet_tf.machine import cpu_info
 from menet_tf.errors import ConfigError, MenetError
 
 GB_MODEL = "MENET-GB"
@@ -46,31 +47,6 @@ GB_OVER_MSE_GOAL = 1.10  # a MENET-GB step at most 10% slower than the MSE-only 
 
 # ---------------------------------------------------------------------------------------------
 # where it runs
-
-
-def cpu_info():
-    """CPU model and the instruction-set flags that matter for TF on CPUs (from /proc/cpuinfo)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-    return {
-        "model": model,
-        "logical_cpus": os.cpu_count(),
-        "flags": wanted,
-        "avx512": any(f.startswith("avx512") for f in flags),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx": any(f.startswith("amx") for f in flags),
-    }
 
 
 def machine_info():

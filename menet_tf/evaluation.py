@@ -190,9 +190,9 @@ def device_name():
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return ", ".join(d.name for d in gpus)
-    import platform
+    from menet_tf.machine import cpu_info
 
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"CPU ({cpu_info()['model']}, {os.cpu_count()} cores)"
 
 
 def _load(model, model_name):

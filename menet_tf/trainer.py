@@ -38,6 +38,7 @@ import zipfile
 import numpy as np
 
 from menet_tf import files
+from menet_tf.machine import cpu_info
 from menet_tf.errors import CheckpointError, ConfigError, DataError, MenetError
 
 DEFAULT_DATA = os.path.join("data", "synthetic", "heavy")
@@ -237,17 +238,6 @@ def restore_state(path, model):
 # ----------------------------------------------------------------------------------------------
 # run record
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _environment(strategy):
     import keras
     import tensorflow as tf
@@ -263,7 +253,7 @@ def _environment(strategy):
         "device": devices,
         "strategy": type(strategy).__name__ if strategy is not None else "default",
         "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
-        "cpu": _cpu_model(),
+        "cpu": cpu_info()["model"],
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }
