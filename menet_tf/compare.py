@@ -114,7 +114,7 @@ def port_step_logs(model, rainy, clean):
     """{loss, <task>, weight_<task>, psnr} of a training-mode pass, without training."""
     import tensorflow as tf
 
-    from menet_tf.training import image_metrics
+    from menet_tf.metrics import image_metrics
 
     restore = _keep_moving(model)
     _, (c, derained, losses, weights) = model.compute_gradients((tf.constant(rainy), tf.constant(clean)))

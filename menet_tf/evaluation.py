@@ -218,7 +218,7 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
     from tqdm import tqdm
 
     from menet_tf.data import eval_dataset
-    from menet_tf.training import image_metrics
+    from menet_tf import metrics
 
     ds = eval_dataset(pairs, batch_size=batch_size, crop_size=crop_size, num_crops=num_crops)
     batch = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
@@ -228,11 +228,11 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
     for rainy, clean in bar:
         derained = tf.constant(derainer.predict(rainy.numpy()), tf.float32)
         for prefix, image in (("", derained), ("input_", rainy)):
-            p, s = image_metrics(clean, image)
+            p, s = metrics.image_metrics(clean, image)
             batch[prefix + "psnr"].append(float(p))
             batch[prefix + "ssim"].append(float(s))
-            crops[prefix + "psnr"].extend(tf.image.psnr(image, clean, max_val=255.0).numpy())
-            crops[prefix + "ssim"].extend(tf.image.ssim(image, clean, max_val=255.0).numpy())
+            crops[prefix + "psnr"].extend(metrics.psnr(image, clean).numpy())
+            crops[prefix + "ssim"].extend(metrics.ssim(image, clean).numpy())
     result = {k: float(np.mean(v)) for k, v in batch.items()}
     result["per_image"] = {k: np.asarray(v, np.float64).reshape(len(pairs), num_crops).mean(1)
                            for k, v in crops.items()}

@@ -29,9 +29,13 @@ def reconstruction_loss(clean, derained):
 
 
 def edge_loss(clean, derained):
-    """L_e: MSE of the Sobel responses (tf.image.sobel_edges: reflect padding, both directions)."""
-    sobel = lambda x: tf.image.sobel_edges(tf.convert_to_tensor(x))  # noqa: E731
-    return _mean_squared_error(sobel(derained), sobel(clean))
+    """L_e: MSE of the Sobel responses (tf.image.sobel_edges: reflect padding, both directions).
+
+    The Sobel filter (padding included) is linear, so sobel(derained) - sobel(clean) is taken
+    as sobel(derained - clean): one filtering instead of two, and one in the backward pass.
+    """
+    difference = tf.convert_to_tensor(derained) - tf.convert_to_tensor(clean)
+    return tf.reduce_mean(tf.square(tf.image.sobel_edges(difference)))
 
 
 def patch_gram(images):
@@ -41,12 +45,21 @@ def patch_gram(images):
     return tf.matmul(features, features, transpose_a=True)
 
 
+def gram_mean(images):
+    """Mean entry of each image's ``patch_gram``, without forming the Gram matrix.
+
+    The mean of the 48 x 48 entries of F^T F is sum_p (sum_i F_pi)^2 / 48^2: the squared sums
+    of the 4x4 RGB patches, added up. The same number, with 48 times fewer multiplications
+    and a gradient (2 * patch sum, spread over the patch) as cheap.
+    """
+    patch_sums = tf.reduce_sum(tf.nn.space_to_depth(images, 4), axis=-1)
+    return tf.reduce_sum(tf.square(patch_sums), axis=[1, 2]) / 48.0**2
+
+
 def texture_loss_released(clean, derained):
     """L_t as the released graphs compute it: one scalar per image, the mean entry of its Gram
     matrix; the loss is the batch mean of the squared difference of those scalars."""
-    g_derained = tf.reduce_mean(patch_gram(derained), axis=[1, 2])
-    g_clean = tf.reduce_mean(patch_gram(clean), axis=[1, 2])
-    return _mean_squared_error(g_derained, g_clean)
+    return _mean_squared_error(gram_mean(derained), gram_mean(clean))
 
 
 def texture_loss_paper(clean, derained):

@@ -14,7 +14,8 @@ import tensorflow as tf
 from menet_tf import losses as losses_lib
 from menet_tf.config import PRECISIONS, ExperimentConfig
 from menet_tf.errors import ConfigError
-from menet_tf.network import MENET, record_shared_layer
+from menet_tf.metrics import image_metrics
+from menet_tf.network import MENET, conv_filter_gradient, record_shared_layer
 from menet_tf.weighting import make_weighting
 
 
@@ -102,13 +103,6 @@ class ReplicatedCount(keras.metrics.Metric):
         return {**super().get_config(), "last": self.last}
 
 
-def image_metrics(clean, derained):
-    """Mean PSNR and SSIM of a batch (tf.image, max_val 255, RGB), as the authors log them."""
-    psnr = tf.reduce_mean(tf.image.psnr(derained, clean, max_val=255.0))
-    ssim = tf.reduce_mean(tf.image.ssim(derained, clean, max_val=255.0))
-    return psnr, ssim
-
-
 @keras.saving.register_keras_serializable(package="menet_tf")
 class MultiTaskMENET(MENET):
     """MENET with its tasks and task weighting: ``fit`` / ``train_on_batch(rainy, clean)``.
@@ -182,9 +176,10 @@ class MultiTaskMENET(MENET):
 
         With ``shared_io`` = (layer5 input, layer5 output) recorded in the forward pass, each
         task's gradient is taken only down to layer5's output (the few ops between layer5 and
-        the losses), and the kernel gradients of all tasks come from ONE Conv2DBackpropFilter
-        with the tasks' output gradients stacked on the channel axis (the kernel gradient is
-        linear in them, so this is the same math as one tape.gradient per task and kernel).
+        the losses), and the kernel gradients of all tasks come from ONE filter gradient
+        (``network.conv_filter_gradient``) with the tasks' output gradients stacked on the
+        channel axis (the kernel gradient is linear in them, so this is the same math as one
+        tape.gradient per task and kernel).
 
         In float16 the texture gradient (L_t ~ 1e14) would overflow, so each task's gradient is
         taken of S * L_i / L_i (denominator constant, S the loss scale) and multiplied back by
@@ -205,10 +200,7 @@ class MultiTaskMENET(MENET):
             outputs = [tape.gradient(loss, y5, output_gradients=seed)
                        for loss, seed in zip(task_losses, seeds)]
             sizes = [*kernel.shape[:3], y5.shape[-1] * len(outputs)]  # static, for XLA too
-            stacked = tf.raw_ops.Conv2DBackpropFilter(
-                input=x5, filter_sizes=sizes, out_backprop=tf.concat(outputs, axis=-1),
-                strides=[1, 1, 1, 1], padding="SAME", data_format="NHWC",
-            )
+            stacked = conv_filter_gradient(x5, tf.concat(outputs, axis=-1), sizes)
             gradients = tf.split(stacked, len(outputs), axis=-1)
             if self.compute_dtype != "float16":  # float16's outputs carry S / L_i, not 1
                 tape.menet_shared_tail = (y5, outputs, gradients)  # for _objective_gradients
