@@ -53,6 +53,10 @@ def register(sub):
                    " library default on this device)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the port's precision (the authors' graph is float32; default float32)")
+    p.add_argument("--conv-gradient", default="auto", choices=("auto", "native", "convolution"),
+                   help="how the port differentiates its convolutions: TensorFlow's backprop"
+                   " kernels (native) or forward convolutions (default auto: forward convolutions"
+                   " on CPUs without oneDNN)")
     p.add_argument("--data", metavar="DIR",
                    help="training set for the input-pipeline figure (default: the synthetic set)")
     p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
@@ -75,6 +79,8 @@ def _command(args):
         parts += ["--jit-compile", "on" if args.jit_compile else "off"]
     if args.precision != "float32":
         parts += ["--precision", args.precision]
+    if args.conv_gradient != "auto":
+        parts += ["--conv-gradient", args.conv_gradient]
     if args.data:
         parts += ["--data", args.data]
     if not args.pipeline:
@@ -95,6 +101,7 @@ def run(args):
         authors_dir=args.authors, quick=args.quick, repeats=args.repeats,
         jit_compile=args.jit_compile, precision=args.precision, data=args.data,
         pipeline=args.pipeline, progress=args.progress, command=_command(args),
+        conv_gradient=args.conv_gradient,
     )
     print(bench.format_table(result))
     path = bench.write_json(result, args.out)

@@ -47,6 +47,8 @@ def test_quick_bench_writes_every_figure(quick_run, capsys):
     assert machine["device"] in ("CPU", "GPU")
     assert isinstance(machine["cpu"]["flags"], list) and "amx" in machine["cpu"]
     assert {"intra_op", "inter_op"} <= set(machine["threads"])
+    assert isinstance(machine["onednn"], bool)
+    assert r["settings"]["conv_gradient"] in ("native", "convolution")
     assert r["settings"]["quick"] is True and r["settings"]["precision"] == "float32"
     assert r["command"].startswith("menet-tf bench") and "--quick" in r["command"]
     assert [g["target"] for g in r["goals"]] == [1.15, 1.25, 1.15, 1.10]
