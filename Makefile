@@ -43,7 +43,7 @@ install: $(STAMP)
 test: $(STAMP)
 	MENET_TF1_REFERENCE=$${MENET_TF1_REFERENCE:-$(SHARED)/reference/authors_tf1} \
 	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(SHARED)/datasets/Rain100L} \
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 data-synthetic: $(STAMP)
 	$(VENV)/bin/menet-tf synth --preset heavy --out $(DATA)/synthetic/heavy --seed 0
