@@ -266,7 +266,7 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
     if repeats < 1:
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     jit = resolve_jit_compile(jit_compile)
-    network.set_conv_gradient(conv_gradient)
+    previous_conv_gradient = network.set_conv_gradient(conv_gradient)  # restored at the end
     result = {
         "command": command or "menet_tf.bench.run_bench()",
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -369,6 +369,7 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
     result["memory"] = {"after": memory, **peak_memory()}
     result["load_average_end"] = load_average()
     result["goals"] = goals(result)
+    network.set_conv_gradient(previous_conv_gradient)
     if not result["machine"]["cpu"]["amx"] and result["machine"]["device"] == "CPU":
         result["notes"].append(
             "this CPU has no AMX: the mixed-bfloat16 goal (>= 2x the authors' float32 step on an"

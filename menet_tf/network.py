@@ -46,21 +46,23 @@ def onednn_enabled():
 
 
 def set_conv_gradient(mode):
-    """How the 3x3 convolutions are differentiated; read when a step is traced.
+    """How the 3x3 convolutions are differentiated; read when a step is traced. Returns the
+    previous setting.
 
     "native": TensorFlow's Conv2DBackpropInput / Conv2DBackpropFilter kernels. "convolution":
     both gradients as FORWARD convolutions (``conv_input_gradient``, ``conv_filter_gradient``),
     the same sums in another order. "auto" (default): "convolution" on a CPU running
     TensorFlow's own (Eigen) kernels, where its backprop kernels are slower than its forward
-    convolution (measured, 2-core AMD EPYC, batch 20: input gradient 87 -> 67 ms and filter
-    gradient 101 -> 85 ms at 56x56x64, 66 -> 38 and 56 -> 54 ms at 112x112x16), "native" on GPUs
-    and with oneDNN, whose backprop kernels are as fast as its forward ones (and whose large-
-    kernel forward convolution made the filter gradient 3x slower this way).
+    convolution (measured, 2-core AVX2 AMD EPYC, batch 20: input gradient 87 -> 67 ms and
+    filter gradient 101 -> 85 ms at 56x56x64, 66 -> 38 and 56 -> 54 ms at 112x112x16), "native"
+    on GPUs and with oneDNN, whose backprop kernels are as fast as its forward ones (and whose
+    large-kernel forward convolution made the filter gradient 3-3.5x slower this way).
     """
     global _conv_gradient_setting
     if mode not in CONV_GRADIENTS:
         raise MenetError(f"conv gradient must be one of {CONV_GRADIENTS}, got {mode!r}")
-    _conv_gradient_setting = mode
+    previous, _conv_gradient_setting = _conv_gradient_setting, mode
+    return previous
 
 
 def conv_gradient():

@@ -15,8 +15,7 @@ from menet_tf.errors import MenetError
 
 @contextlib.contextmanager
 def conv_gradient(mode):
-    previous = network._conv_gradient_setting
-    network.set_conv_gradient(mode)
+    previous = network.set_conv_gradient(mode)
     try:
         yield
     finally:
