@@ -245,6 +245,17 @@ def _pipeline(sizes, data, workdir):
 def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile="auto",
               precision="float32", data=None, pipeline=True, progress=True, command=None,
               conv_gradient="auto"):
+    """Run every measurement; return the result dict (see ``_run_bench``). ``conv_gradient``
+    holds for this run only (``menet_tf.network.conv_gradients``)."""
+    from menet_tf import network
+
+    with network.conv_gradients(conv_gradient):
+        return _run_bench(authors_dir, quick, repeats, warmup, jit_compile, precision, data,
+                          pipeline, progress, command, conv_gradient)
+
+
+def _run_bench(authors_dir, quick, repeats, warmup, jit_compile, precision, data, pipeline,
+               progress, command, conv_gradient):
     """Run every measurement; return the result dict (see ``format_table`` for the short form).
 
     ``authors_dir``: folder of the authors' released graphs (e.g. authors_graphs/), timed
@@ -266,7 +277,6 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
     if repeats < 1:
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     jit = resolve_jit_compile(jit_compile)
-    previous_conv_gradient = network.set_conv_gradient(conv_gradient)  # restored at the end
     result = {
         "command": command or "menet_tf.bench.run_bench()",
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -369,7 +379,6 @@ def run_bench(authors_dir=None, quick=False, repeats=None, warmup=1, jit_compile
     result["memory"] = {"after": memory, **peak_memory()}
     result["load_average_end"] = load_average()
     result["goals"] = goals(result)
-    network.set_conv_gradient(previous_conv_gradient)
     if not result["machine"]["cpu"]["amx"] and result["machine"]["device"] == "CPU":
         result["notes"].append(
             "this CPU has no AMX: the mixed-bfloat16 goal (>= 2x the authors' float32 step on an"

@@ -45,15 +45,13 @@ def ssim(a, b, max_val=255.0):
     """
     x = tf.cast(a, tf.float64)
     y = tf.cast(b, tf.float64)
+    too_small = f"SSIM needs images of at least {FILTER_SIZE}x{FILTER_SIZE} pixels"
     if any(d is not None and d < FILTER_SIZE for d in x.shape[1:3]):
         from menet_tf.errors import MenetError
 
-        raise MenetError(f"SSIM needs images of at least {FILTER_SIZE}x{FILTER_SIZE} pixels,"
-                         f" got {x.shape[1]}x{x.shape[2]}")
-    shape = tf.shape(x)
-    tf.debugging.assert_greater_equal(
-        tf.reduce_min(shape[1:3]), FILTER_SIZE,
-        message=f"SSIM needs images of at least {FILTER_SIZE}x{FILTER_SIZE} pixels")
+        raise MenetError(f"{too_small}, got {x.shape[1]}x{x.shape[2]}")
+    tf.debugging.assert_greater_equal(tf.reduce_min(tf.shape(x)[1:3]), FILTER_SIZE,
+                                      message=too_small)
     stacked = tf.concat([x, y, x * y, x * x + y * y], axis=-1)
     mean_x, mean_y, mean_xy, mean_sq = tf.split(_blur(stacked, FILTER_SIZE), 4, axis=-1)
     c1 = (K1 * max_val) ** 2

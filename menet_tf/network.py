@@ -65,6 +65,16 @@ def set_conv_gradient(mode):
     return previous
 
 
+@contextlib.contextmanager
+def conv_gradients(mode):
+    """Within this block, ``set_conv_gradient(mode)``; the previous setting afterwards."""
+    previous = set_conv_gradient(mode)
+    try:
+        yield
+    finally:
+        set_conv_gradient(previous)
+
+
 def conv_gradient():
     """The conv gradient in force: "native" or "convolution" (``set_conv_gradient``)."""
     if _conv_gradient_setting != "auto":

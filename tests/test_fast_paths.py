@@ -1,8 +1,6 @@
 """The faster forms of the training step's arithmetic compute what the plain forms compute:
 convolution gradients taken by forward convolutions, the separable float64 SSIM, the texture
 loss without Gram matrices and the edge loss of the difference. (Speed: ``menet-tf bench``.)"""
-import contextlib
-
 import keras
 import numpy as np
 import pytest
@@ -11,15 +9,6 @@ import tensorflow as tf
 import menet_tf
 from menet_tf import losses, metrics, network
 from menet_tf.errors import MenetError
-
-
-@contextlib.contextmanager
-def conv_gradient(mode):
-    previous = network.set_conv_gradient(mode)
-    try:
-        yield
-    finally:
-        network.set_conv_gradient(previous)
 
 
 @pytest.mark.parametrize("shape, kernel", [((2, 9, 7, 5), (3, 3, 5, 4)), ((1, 6, 10, 3), (5, 5, 3, 2)),
@@ -34,13 +23,13 @@ def test_conv_gradients_by_convolution_equal_tensorflows(shape, kernel):
     native_dw = tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=kernel, out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")
     np.testing.assert_allclose(network.conv_input_gradient(dy, w), native_dx, rtol=1e-10, atol=1e-10)
-    with conv_gradient("convolution"):
+    with network.conv_gradients("convolution"):
         np.testing.assert_allclose(network.conv_filter_gradient(x, dy, kernel), native_dw,
                                    rtol=1e-10, atol=1e-10)
 
 
 def _gradients(mode, x, y):
-    with conv_gradient(mode):
+    with network.conv_gradients(mode):
         keras.utils.set_random_seed(0)
         config = menet_tf.released_config("MENET-GB")
         config.model.depth = 2
@@ -61,7 +50,7 @@ def test_training_gradients_are_the_same_either_way():
 
 
 def test_auto_uses_native_gradients_with_onednn(monkeypatch):
-    with conv_gradient("auto"):
+    with network.conv_gradients("auto"):
         monkeypatch.setattr(network, "onednn_enabled", lambda: True)
         assert network.conv_gradient() == "native"
         monkeypatch.setattr(network, "onednn_enabled", lambda: False)
