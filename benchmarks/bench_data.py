@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from menet_tf.data import cli  # noqa: E402
+from menet_tf.cli import data as cli  # noqa: E402
 
 
 def main(argv=None):

@@ -40,7 +40,7 @@ def _psnr(a, b):
 
 def _seam_mask(h, w, tile, overlap):
     """True where two or more tiles overlap (the blend bands)."""
-    from menet_tf.inference import tile_starts
+    from menet_tf.infer.derainer import tile_starts
 
     count = np.zeros((h, w), np.int32)
     th, tw = min(tile, h), min(tile, w)
@@ -60,9 +60,9 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from menet_tf import export
-    from menet_tf.imageio import read_photo
-    from menet_tf.inference import Derainer, load_derainer, load_model, pad_to_multiple
+    from menet_tf.infer import export
+    from menet_tf.infer.photos import read_photo
+    from menet_tf.infer.derainer import Derainer, load_derainer, load_model, pad_to_multiple
 
     model = load_model(args.model)
     derainer = Derainer(model)

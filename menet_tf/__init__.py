@@ -2,8 +2,22 @@
 
     import menet_tf
     model = menet_tf.build_model(menet_tf.released_config("MENET-GB"))
-    menet_tf.tf1.load_checkpoint(model, "ModelShallowNewCaEdgeGramGradBalance/model.final-100")
+    menet_tf.load_checkpoint(model, "ModelShallowNewCaEdgeGramGradBalance/model.final-100")
     logs = model.train_on_batch(rainy, clean, return_dict=True)   # images in 0..255
+    derainer = menet_tf.Derainer(menet_tf.load_model("runs/MENET-GB"))
+
+The package, by concern (each imports only what is listed below it, never upwards):
+
+    cli/         the ``menet-tf`` command: one thin module per command
+    compare/     the port run beside the authors' released graphs
+    evaluation/  the three scoring protocols, ``evaluate`` and the paper's tables and figures
+    bench/       speed of the port, of the authors' graph and of the input pipeline
+    train/       the run loop: folders, state, records, time, distribution
+    infer/       loading any model source, de-raining photos of any size, export
+    model/       the network, its layers, the tasks, their weighting, the training step
+    data/        paired-image discovery, the five-crop pipeline, synthetic rain
+    authors/     the authors' TF1 checkpoints and released graphs
+    config, errors, files, machine: small shared basics
 
 Names are imported on first use, so ``import menet_tf`` (and ``menet-tf --help``) does not
 pay for importing TensorFlow. Models saved by menet-tf still load with a plain
@@ -12,7 +26,9 @@ pay for importing TensorFlow. Models saved by menet-tf still load with a plain
 import importlib
 import sys
 
-__version__ = "0.1.0"
+from menet_tf import _compat
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "ExperimentConfig": "menet_tf.config",
@@ -27,21 +43,27 @@ _EXPORTS = {
     "CheckpointError": "menet_tf.errors",
     "ConfigError": "menet_tf.errors",
     "DataError": "menet_tf.errors",
-    "MENET": "menet_tf.network",
-    "MultiTaskMENET": "menet_tf.training",
-    "build_model": "menet_tf.training",
-    "train_run": "menet_tf.trainer",
+    "MENET": "menet_tf.model.network",
+    "MultiTaskMENET": "menet_tf.model.multitask",
+    "build_model": "menet_tf.model.multitask",
+    "train_run": "menet_tf.train.run",
+    "load_checkpoint": "menet_tf.authors.checkpoint",
+    "load_model": "menet_tf.infer.derainer",
+    "Derainer": "menet_tf.infer.derainer",
+    "evaluate": "menet_tf.evaluation.scoring",
 }
-_SUBMODULES = ("config", "data", "errors", "losses", "network", "tf1", "trainer", "training",
-               "weighting")
+_SUBPACKAGES = ("authors", "bench", "cli", "compare", "config", "data", "errors", "evaluation",
+                "files", "infer", "machine", "model", "train")
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
+
+_compat.install()
 
 
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
+    if name in _SUBPACKAGES or f"menet_tf.{name}" in _compat.OLD_MODULES:
         return importlib.import_module(f"menet_tf.{name}")
     raise AttributeError(f"module 'menet_tf' has no attribute {name!r}")
 
@@ -50,16 +72,16 @@ def __getattr__(name):
 # Keras deserialisation without importing TensorFlow up front.
 #
 # Keras finds a saved model's class in its registry ("menet_tf>MultiTaskMENET"), filled when the
-# decorated class is defined, i.e. when menet_tf.training is imported (3.3 s: TensorFlow). So
+# decorated class is defined, i.e. when menet_tf.model.multitask is imported (3.3 s: TensorFlow). So
 # instead, as soon as Keras itself is imported (or now, if it already is), the registry gets a
 # light stand-in per class; loading a model imports the real module, which replaces the stand-in.
 # Cost for `menet-tf --help`: one entry in sys.meta_path.
 
-# Registered name -> module defining the class. tests/test_load_model.py checks this is complete.
+# Registered name -> module defining the class. tests/compat/test_load_model.py checks this is complete.
 KERAS_CLASSES = {
-    "menet_tf>FusedBatchNorm": "menet_tf.network",
-    "menet_tf>MENET": "menet_tf.network",
-    "menet_tf>MultiTaskMENET": "menet_tf.training",
+    "menet_tf>FusedBatchNorm": "menet_tf.model.network",
+    "menet_tf>MENET": "menet_tf.model.network",
+    "menet_tf>MultiTaskMENET": "menet_tf.model.multitask",
 }
 
 
@@ -100,7 +122,7 @@ def _register_with_keras():
         import warnings
 
         warnings.warn(f"menet_tf could not register its classes with Keras ({err}); "
-                      "import menet_tf.training before keras.saving.load_model")
+                      "import menet_tf.model.multitask before keras.saving.load_model")
 
 
 class _AfterKerasImport:

@@ -1,5 +1,5 @@
 import sys
 
-from menet_tf.cli import main
+from menet_tf.cli.main import main
 
 sys.exit(main())

@@ -82,3 +82,13 @@ def write_all(files):
                                         else "")) from None
     for tmp, path in done:
         os.replace(tmp, path)
+
+
+def read_json(path):
+    """The JSON value in ``path``, or None when it is missing or unreadable (a record that is not
+    there yet, or was never finished, is the same as no record)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -1,10 +1,13 @@
 """Shared test fixtures: where the authors' reference results and the real data live."""
 import os
 import pathlib
+import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = pathlib.Path(__file__).resolve().parent
+REPO = TESTS.parent
+sys.path.insert(0, str(TESTS))  # the shared helpers (data_helpers, model_helpers) for every tier
 
 
 def shared_path(env, default):

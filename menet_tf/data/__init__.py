@@ -15,7 +15,7 @@ from menet_tf.data.pairs import (
     discover, discover_splits, guess_known_set, known_set, validate_pairs)
 from menet_tf.data.pipeline import (
     count_crops, crop_dataset, eval_dataset, image_dataset, resolve_pairs, train_dataset)
-from menet_tf.data.synth import PRESETS, RainPreset, add_rain, psnr, rain_streaks, synthesize
+from menet_tf.data.synth import PRESETS, RainPreset, add_rain, rain_streaks, synthesize
 
 __all__ = [
     "CROP_NAMES", "crop_indices", "crop_name", "crop_plan", "five_crop_offsets",
@@ -26,5 +26,5 @@ __all__ = [
     "validate_pairs",
     "count_crops", "crop_dataset", "eval_dataset", "image_dataset", "resolve_pairs",
     "train_dataset",
-    "PRESETS", "RainPreset", "add_rain", "psnr", "rain_streaks", "synthesize",
+    "PRESETS", "RainPreset", "add_rain", "rain_streaks", "synthesize",
 ]

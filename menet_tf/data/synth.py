@@ -32,6 +32,7 @@ from PIL import Image
 
 from menet_tf.errors import DataError
 from menet_tf.data.images import inspect_image, is_image_file, load_rgb, save_rgb
+from menet_tf.model.metrics import psnr_float64 as psnr
 
 #: Natural RGB photographs bundled with scikit-image (checked offline: all ship in the wheel).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle")
@@ -121,12 +122,6 @@ def add_rain(clean, streaks, blend="additive"):
     else:
         raise DataError(f"unknown blend {blend!r}; choose additive or screen")
     return np.clip(np.round(o * 255.0), 0, 255).astype(np.uint8)
-
-
-def psnr(a, b):
-    """PSNR in dB between two uint8 images (peak 255)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
 # ----------------------------------------------------------------------------------------------

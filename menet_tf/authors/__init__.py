@@ -1,0 +1,8 @@
+"""The authors' TF1 artefacts: their checkpoints (read into the port) and released graphs (run).
+
+Low in the house on purpose: inference loads TF1 checkpoints and bench times the authors' graph,
+so this package imports only the basics. Comparing the two is compare/'s job.
+"""
+from menet_tf import _compat
+
+__getattr__ = _compat.package_getattr(__name__)

@@ -1,0 +1,109 @@
+"""``menet-tf bench``: speed of menet-tf, optionally side by side with the authors' TF1 graph."""
+import argparse
+import os
+
+from menet_tf.config import PRECISIONS
+
+DESCRIPTION = """\
+Time menet-tf on this machine: inference seconds per image (224x224 at batch 1 and 20, one
+481x321 image), training seconds per step (batch 20 of 224x224, MENET-GB and the MSE-only
+model), input-pipeline crops/s and peak memory. Every figure is the median of several
+repetitions, with its spread, wall-clock and process CPU time.
+
+With --authors DIR (a folder of the authors' released .meta graphs) the authors' MENET-GB graph
+is timed in the same process, interleaved with the port (port, authors, port, authors, ...),
+and the speed-ups (authors' time / port's time) are printed: this is how every speed claim in
+the README is made. On a busy shared machine prefer the CPU-time ratio, and re-run on a quiet one.
+"""
+
+EXAMPLES = """\
+examples:
+  menet-tf bench --authors ../shared/reference/authors_graphs --out bench.json
+  menet-tf bench --quick                      # small sizes, about a minute
+  menet-tf bench --jit-compile on             # force XLA (default: what this device runs best)
+"""
+
+
+def _jit(value):
+    value = value.lower()
+    if value not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError("use auto, on or off")
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def register(sub):
+    p = sub.add_parser(
+        "bench",
+        help="time inference, training steps and the input pipeline (vs the authors' graph)",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--authors", metavar="DIR",
+                   help="folder of the authors' released graphs (e.g."
+                   " ../shared/reference/authors_graphs), timed interleaved with the port")
+    p.add_argument("--out", metavar="FILE.json", default="bench.json",
+                   help="write every figure, the machine and the settings here (default: bench.json)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (64x64, batch 2-4) and 2 repetitions: a first look, not a claim")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed rounds per measurement (default: 5, 2 with --quick)")
+    p.add_argument("--jit-compile", type=_jit, default="auto", metavar="{auto,on,off}",
+                   help="XLA for the port's training step and inference (default: auto = the"
+                   " library default on this device)")
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
+                   help="the port's precision (the authors' graph is float32; default float32)")
+    p.add_argument("--conv-gradient", default="auto", choices=("auto", "native", "convolution"),
+                   help="how the port differentiates its convolutions: TensorFlow's backprop"
+                   " kernels (native) or forward convolutions (default auto: forward convolutions"
+                   " on CPUs without oneDNN)")
+    p.add_argument("--data", metavar="DIR",
+                   help="training set for the input-pipeline figure (default: the synthetic set)")
+    p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                   help="skip the input-pipeline measurement")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _command(args):
+    """The command line that reproduces this run (recorded in the JSON)."""
+    parts = ["menet-tf", "bench"]
+    if args.authors:
+        parts += ["--authors", args.authors]
+    if args.quick:
+        parts.append("--quick")
+    if args.repeats:
+        parts += ["--repeats", str(args.repeats)]
+    if args.jit_compile != "auto":
+        parts += ["--jit-compile", "on" if args.jit_compile else "off"]
+    if args.precision != "float32":
+        parts += ["--precision", args.precision]
+    if args.conv_gradient != "auto":
+        parts += ["--conv-gradient", args.conv_gradient]
+    if args.data:
+        parts += ["--data", args.data]
+    if not args.pipeline:
+        parts.append("--no-pipeline")
+    return " ".join(parts + ["--out", args.out])
+
+
+def run(args):
+    from menet_tf.bench import speed as bench
+    from menet_tf.errors import ConfigError
+
+    if args.authors is not None and not os.path.isdir(args.authors):
+        raise ConfigError(f"{args.authors}: no such folder (--authors wants the folder of the"
+                          " authors' released .meta graphs)")
+    if args.data is not None and not os.path.isdir(args.data):
+        raise ConfigError(f"{args.data}: no such folder (--data)")
+    result = bench.run_bench(
+        authors_dir=args.authors, quick=args.quick, repeats=args.repeats,
+        jit_compile=args.jit_compile, precision=args.precision, data=args.data,
+        pipeline=args.pipeline, progress=args.progress, command=_command(args),
+        conv_gradient=args.conv_gradient,
+    )
+    print(bench.format_table(result))
+    path = bench.write_json(result, args.out)
+    print(f"wrote {path}")
+    return 0

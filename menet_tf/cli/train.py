@@ -1,0 +1,114 @@
+"""``menet-tf train``: train a configuration into a run folder, resumably (see menet_tf.train.run).
+
+A run folder gets ``config.json`` (exactly what ran), ``run.json`` (versions, device, CPU, seed,
+command line, sessions), ``state.npz`` (the full training state, saved every epoch and every
+``--save-every-steps`` steps), ``history.csv`` (per-epoch logs: loss, every task loss and weight,
+PSNR/SSIM, learning rate), ``curves.png``, ``model.keras`` (the final model, with its optimizer),
+``eval.json`` (authors' protocol: 10 crops per test image, tf.image PSNR/SSIM, RGB, 0..255) and
+``tensorboard/``. Running the same command again on the same folder continues a stopped run.
+Without ``--data`` it trains on the synthetic heavy-rain set, generating it first if needed,
+so the command works offline on a fresh machine.
+"""
+import argparse
+import os
+
+# = menet_tf.train.run.DEFAULT_DATA (not imported here: `menet-tf --help` stays free of numpy/TF)
+DEFAULT_DATA = os.path.join("data", "synthetic", "heavy")
+
+DESCRIPTION = """Train a MENET configuration on a paired data set (train/ and test/ folders).
+
+The full training state is saved at the end of every epoch (and every --save-every-steps steps)
+into OUT/state.npz, atomically. Running the same command again continues where it stopped, with
+the same data order, step count and learning-rate schedule; a different configuration on the
+same --out is refused (naming the differing fields); --force starts over.
+TensorBoard logs (every task loss and weight, objective, learning rate, PSNR/SSIM, per step and
+per epoch) go to OUT/tensorboard; view them with `tensorboard --logdir OUT/tensorboard`."""
+
+EXAMPLES = """examples:
+  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L --out runs/gb
+  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L --out runs/gb   # continues
+  menet-tf train --config MENET-LB --steps 2000 --save-every-steps 100 --out runs/lb"""
+
+from menet_tf.config import PRECISIONS  # noqa: E402  (both light: no numpy, no TensorFlow)
+from menet_tf.train.distribute import STRATEGIES  # noqa: E402
+
+
+def register(sub):
+    p = sub.add_parser(
+        "train",
+        help="train a MENET configuration on a data set (resumable; default: the synthetic set)",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default="MENET-GB",
+                   help="released model name or alias (see `menet-tf configs`), or a JSON file"
+                   " (default: MENET-GB)")
+    p.add_argument("--data", default=None,
+                   help="data root with train/ and test/ folders in any supported layout"
+                   f" (default: {DEFAULT_DATA}, generated if missing)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="override the configuration's epochs (100)")
+    length.add_argument("--steps", type=int,
+                        help="train for this many optimizer steps in total instead of --epochs"
+                        " (the last epoch may be partial)")
+    p.add_argument("--batch-size", type=int, help="override the batch size (20)")
+    p.add_argument("--crop-size", type=int, help="override the crop size (224)")
+    p.add_argument("--depth", type=int, help="override the number of residual blocks")
+    p.add_argument("--steps-per-epoch", type=int, help="stop each epoch after this many batches")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data-order seed (0)")
+    p.add_argument("--save-every-steps", type=int, metavar="N",
+                   help="also save the training state every N steps (always saved every epoch)")
+    p.add_argument("--tensorboard", dest="tensorboard", action="store_true", default=True,
+                   help="write TensorBoard logs to OUT/tensorboard (default)")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
+                   help="do not write TensorBoard logs")
+    p.add_argument("--cache", action="store_true",
+                   help="decode the training images once per session, into OUT/.cache (deleted"
+                   " at the end): about the decoded size of the training set on disk")
+    p.add_argument("--no-jit", action="store_true", help="run without XLA compilation")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="compute precision (default: the configuration's, float32)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="tf.distribute strategy (default: one device)")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="synchronise batch-norm statistics across replicas")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="require a stopped run in --out to continue (implied when there is one)")
+    again.add_argument("--force", action="store_true",
+                       help="delete the run's files in --out and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=train)
+
+
+def apply_overrides(config, args):
+    """The command-line overrides of a configuration (each one recorded in config.json)."""
+    for attr, section, key in (("epochs", "train", "epochs"), ("batch_size", "train", "batch_size"),
+                               ("crop_size", "train", "crop_size"), ("depth", "model", "depth")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    if getattr(args, "no_jit", False):
+        config.train.jit_compile = False
+    return config
+
+
+def train(args):
+    import shlex
+    import sys
+
+    from menet_tf.train.run import resolve_config, train_run
+
+    config = apply_overrides(resolve_config(args.config), args)
+    resume = "restart" if args.force else ("require" if args.resume else "auto")
+    train_run(
+        config, args.data, args.out, seed=args.seed, steps=args.steps,
+        save_every_steps=args.save_every_steps, tensorboard=args.tensorboard, cache=args.cache,
+        steps_per_epoch=args.steps_per_epoch, resume=resume,
+        progress=not args.quiet and sys.stderr.isatty(),
+        strategy=args.strategy, precision=args.precision, sync_bn=args.sync_bn,
+        command=" ".join(["menet-tf", *map(shlex.quote, sys.argv[1:])]),
+    )
+    return 0

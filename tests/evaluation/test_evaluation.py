@@ -1,0 +1,262 @@
+"""menet_tf.evaluation.scoring: the metrics against independent values, and `menet-tf evaluate` end to end.
+
+The Y conversion and SSIM are pinned against scikit-image with MATLAB-style settings and against
+values worked out by hand; the authors' protocol must give what `menet-tf train` reported.
+"""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from menet_tf.evaluation.scoring import (
+    format_summary, gaussian_window, psnr, rgb_to_y, ssim, whole_image_scores, write_results)
+
+
+def _images(seed=0, shape=(40, 52, 3)):
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, 256, shape).astype(np.uint8)
+    noisy = np.clip(clean + rng.normal(0, 12, shape), 0, 255).astype(np.uint8)
+    return clean, noisy
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+def test_y_is_matlab_rgb2ycbcr_on_known_colours():
+    # MATLAB: rgb2ycbcr(uint8([255 0 0])) -> 81, green -> 145, blue -> 41, white 235, black 16.
+    colours = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]]],
+                       np.uint8)
+    np.testing.assert_array_equal(rgb_to_y(colours), [[81, 145, 41, 235, 16]])
+    # Float input is not rounded: 16 + 65.481 exactly.
+    assert rgb_to_y(np.array([255.0, 0, 0])) == pytest.approx(81.481)
+
+
+def test_y_matches_scikit_image_rgb2ycbcr():
+    from skimage.color import rgb2ycbcr
+
+    clean, _ = _images()
+    expected = rgb2ycbcr(clean.astype(np.float64) / 255.0)[..., 0]
+    np.testing.assert_allclose(rgb_to_y(clean.astype(np.float64)), expected, atol=1e-9)
+    # uint8 input: MATLAB's rounded Y, within half a level of the exact one.
+    assert np.max(np.abs(rgb_to_y(clean) - expected)) <= 0.5 + 1e-9
+    assert np.all(rgb_to_y(clean) == np.round(rgb_to_y(clean)))
+
+
+def test_gaussian_window_is_fspecial():
+    g = gaussian_window(11, 1.5)
+    assert g.sum() == pytest.approx(1.0) and len(g) == 11
+    # fspecial('gaussian', 11, 1.5) centre value is 0.0707 (outer product of g with itself).
+    assert (g[5] * g[5]) == pytest.approx(0.07076, abs=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_matches_scikit_image_matlab_style(channels):
+    from skimage.metrics import structural_similarity
+
+    clean, noisy = _images(seed=channels)
+    if channels == 1:
+        clean, noisy = rgb_to_y(clean), rgb_to_y(noisy)
+        kw = {}
+    else:
+        kw = {"channel_axis": -1}
+    expected = structural_similarity(clean.astype(np.float64), noisy.astype(np.float64),
+                                     gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=255, **kw)
+    assert ssim(clean, noisy) == pytest.approx(expected, abs=1e-10)
+    assert 0.2 < expected < 0.99  # a real test: the images are neither equal nor unrelated
+
+
+def test_ssim_rgb_matches_tf_image_ssim():
+    import tensorflow as tf
+
+    clean, noisy = _images(seed=5)
+    expected = float(tf.image.ssim(tf.constant(noisy, tf.float32), tf.constant(clean, tf.float32),
+                                   max_val=255.0))
+    assert ssim(noisy, clean) == pytest.approx(expected, abs=1e-4)
+
+
+def test_psnr_hand_values_and_identical_images():
+    a = np.zeros((8, 8, 3))
+    assert psnr(a, a + 10) == pytest.approx(10 * math.log10(255 ** 2 / 100))  # 28.1308 dB
+    assert psnr(a, a) == math.inf
+    clean, _ = _images()
+    assert ssim(clean, clean) == pytest.approx(1.0)
+    for protocol in ("y", "rgb"):
+        p, s = whole_image_scores(clean.astype(np.float32), clean, protocol)
+        assert p == math.inf and s == pytest.approx(1.0)
+
+
+def test_whole_image_scores_round_output_and_crop_border():
+    clean, noisy = _images(seed=3)
+    # A float output is scored as its saved 8-bit image.
+    jitter = noisy.astype(np.float32) + 0.3
+    assert whole_image_scores(jitter, clean, "y") == whole_image_scores(noisy, clean, "y")
+    # crop-border drops pixels on every side of Y.
+    y_out, y_clean = rgb_to_y(noisy)[4:-4, 4:-4], rgb_to_y(clean)[4:-4, 4:-4]
+    assert whole_image_scores(noisy, clean, "y", border=4) == pytest.approx(
+        (psnr(y_out, y_clean), ssim(y_out, y_clean)))
+    with pytest.raises(ValueError, match="crop-border"):
+        whole_image_scores(noisy, clean, "y", border=30)
+    # Y scores above RGB for the same output (the ~1.5 dB gap of the README).
+    assert whole_image_scores(noisy, clean, "y")[0] > whole_image_scores(noisy, clean, "rgb")[0]
+
+
+def test_infinite_psnr_is_written_and_printed_as_inf(tmp_path):
+    summary = {"model": "m", "data": "d", "images": 1,
+               "y": {"psnr": math.inf, "ssim": 1.0, "input_psnr": 20.0, "input_ssim": 0.5}}
+    rows = [{"name": "a.png", "height": 2, "width": 2, "y_psnr": math.inf, "y_ssim": 1.0}]
+    write_results(tmp_path, summary, rows)
+    data = json.loads((tmp_path / "summary.json").read_text())  # valid JSON, no bare Infinity
+    assert data["y"]["psnr"] == "inf"
+    assert next(csv.DictReader((tmp_path / "metrics.csv").open()))["y_psnr"] == "inf"
+    assert "inf" in format_summary(summary)
+
+
+# ---- evaluate end to end ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny model trained by `menet-tf train` on a tiny synthetic set (3 test images, so the
+    authors' protocol has a partial last batch: 30 crops in batches of 8)."""
+    from menet_tf.cli.main import main
+    from menet_tf.data import synthesize
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "data"
+    synthesize(str(data), preset="light", seed=1, count=4, test_count=3, size="72x56",
+               progress=False)
+    run = root / "run"
+    assert main(["train", "--config", "ModelShallowNewEdgeGradBalance", "--data", str(data),
+                 "--epochs", "1", "--crop-size", "32", "--batch-size", "8", "--depth", "1",
+                 "--no-jit", "--out", str(run)]) == 0
+    return data, run
+
+
+def test_authors_protocol_equals_train_final_validation(tiny_run):
+    from menet_tf.evaluation.scoring import evaluate
+
+    data, run = tiny_run
+    reported = json.loads((run / "eval.json").read_text())
+    summary = evaluate(str(run), str(data), None, protocols=("authors",), crop_size=32,
+                       batch_size=8, progress=False)
+    assert summary["authors"]["crops"] == 30
+    assert summary["authors"]["psnr"] == pytest.approx(reported["psnr"], abs=1e-4)
+    assert summary["authors"]["ssim"] == pytest.approx(reported["ssim"], abs=1e-6)
+
+
+def test_evaluate_cli_writes_every_protocol(tiny_run, tmp_path, capsys):
+    from menet_tf.cli.main import main
+
+    data, run = tiny_run
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "model.keras"), "--data", str(data), "--out", str(out),
+                 "--crop-size", "32", "--batch-size", "8", "--save-images", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "authors" in printed and "rgb" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    for protocol in ("authors", "y", "rgb"):
+        entry = summary[protocol]
+        assert 5 < entry["psnr"] < 60 and 0 < entry["ssim"] <= 1 and entry["description"]
+        assert 5 < entry["input_psnr"] < 60
+    assert summary["seconds_per_image"] > 0 and summary["device"] and summary["images"] == 3
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 3
+    for protocol in ("authors", "y", "rgb"):
+        for key in ("psnr", "ssim", "input_psnr", "input_ssim"):
+            values = [float(r[f"{protocol}_{key}"]) for r in rows]
+            # The summary's whole-image means are the means of the per-image rows.
+            if protocol != "authors":
+                assert np.mean(values) == pytest.approx(summary[protocol][key], abs=1e-5)
+    # Per-image Y scores recomputed independently from the saved output image.
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    saved = sorted(os.listdir(out / "images"))
+    assert len(saved) == 1
+    output = np.asarray(Image.open(out / "images" / saved[0]))
+    clean_path = sorted((data / "test").glob("norain-*.png"))
+    first = rows[0]["name"]
+    clean = np.asarray(Image.open(data / "test" / first.replace("rain-", "norain-")).convert("RGB"))
+    assert clean_path and output.shape == clean.shape
+    expected = peak_signal_noise_ratio(rgb_to_y(clean), rgb_to_y(output), data_range=255)
+    assert float(rows[0]["y_psnr"]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_images_smaller_than_the_crop_are_left_out_of_the_authors_protocol(tiny_run):
+    from menet_tf.errors import DataError
+    from menet_tf.evaluation.scoring import EvaluationWarning, evaluate
+
+    data, run = tiny_run
+    # 72x56 images are smaller than a 64x64 crop: authors' protocol impossible, said plainly.
+    with pytest.raises(DataError, match="smaller than the 64x64 crop"):
+        evaluate(str(run), str(data), None, crop_size=64, progress=False)
+    # Whole-image protocols still score them.
+    summary = evaluate(str(run), str(data), None, protocols=("y",), progress=False)
+    assert summary["y"]["psnr"] > 0
+    with pytest.warns(EvaluationWarning, match="left out"):
+        mixed = _with_big_image(data, run)
+    assert len(mixed["authors"]["left_out"]) == 3 and mixed["authors"]["crops"] == 10
+
+
+def _with_big_image(data, run):
+    """The tiny test set plus one 96x80 pair, scored with 64-pixel crops."""
+    import shutil
+
+    from PIL import Image
+
+    from menet_tf.evaluation.scoring import evaluate
+
+    folder = data.parent / "mixed"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(data / "test", folder)
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (80, 96, 3)).astype(np.uint8)
+    Image.fromarray(clean).save(folder / "norain-99.png")
+    Image.fromarray(np.clip(clean.astype(int) + 30, 0, 255).astype(np.uint8)).save(folder / "rain-99.png")
+    return evaluate(str(run), str(folder), None, crop_size=64, batch_size=20, progress=False)
+
+
+def test_test_set_without_clean_images_is_refused(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from menet_tf.cli.main import main
+
+    data, run = tiny_run
+    rainy_only = tmp_path / "rainy_only"
+    rainy_only.mkdir()
+    for f in (data / "test").glob("rain-*.png"):
+        shutil.copy(f, rainy_only / f.name)
+    assert main(["evaluate", str(run), "--data", str(rainy_only), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert str(rainy_only) in err and "clean" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_model_that_is_not_a_menet_model_is_refused(tiny_run, tmp_path, capsys):
+    from menet_tf.cli.main import main
+
+    data, _ = tiny_run
+    bogus = tmp_path / "bogus.keras"
+    bogus.write_bytes(b"not a zip file")
+    assert main(["evaluate", str(bogus), "--data", str(data), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert str(bogus) in err and "Traceback" not in err
+
+
+def test_a_failed_write_keeps_the_previous_results(tmp_path):
+    from menet_tf.errors import MenetError
+
+    summary = {"model": "m", "data": "d", "images": 1,
+               "rgb": {"psnr": 30.0, "ssim": 0.9, "input_psnr": 20.0, "input_ssim": 0.5}}
+    rows = [{"name": "a.png", "height": 2, "width": 2, "rgb_psnr": 30.0}]
+    write_results(tmp_path, summary, rows)
+    before = (tmp_path / "summary.json").read_text()
+    (tmp_path / "summary.json.partial").mkdir()  # the temporary file cannot be written
+    summary["rgb"]["psnr"] = 31.0
+    with pytest.raises(MenetError, match="summary.json: could not write.*previous version is kept"):
+        write_results(tmp_path, summary, rows)
+    assert (tmp_path / "summary.json").read_text() == before
+    assert next(csv.DictReader((tmp_path / "metrics.csv").open()))["rgb_psnr"] == "30.000000"

@@ -1,0 +1,193 @@
+"""menet-tf derain: files, folders, globs, formats, EXIF, odd modes, failures, outputs."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from menet_tf.cli import main as cli
+from menet_tf.infer import photos as imageio
+from menet_tf.data.images import DataWarning
+from menet_tf.errors import DataError, MenetError
+from menet_tf.infer.derainer import Derainer, derain_files, load_model
+from menet_tf.model.network import MENET
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small saved model (depth 1, no attention) as a run folder."""
+    tf.random.set_seed(0)
+    model = MENET(depth=1).ensure_built()
+    rng = np.random.default_rng(0)
+    for v in model.variables:
+        if v.path.endswith("moving_mean"):
+            v.assign(rng.normal(0, 0.1, v.shape).astype("float32"))
+    folder = tmp_path_factory.mktemp("run")
+    model.save(folder / "model.keras")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def derainer(model_dir):
+    return Derainer(load_model(model_dir))
+
+
+def _photo(seed, h, w):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _save(path, array, **kw):
+    Image.fromarray(array).save(path, **kw)
+    return path
+
+
+def _run(*argv):
+    return cli.main(["derain", "--quiet", *map(str, argv)])
+
+
+def test_folder_of_mixed_formats_keeps_names_and_sizes(tmp_path, model_dir, derainer):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    a = _photo(0, 33, 47)
+    _save(src / "a.jpg", a, quality=98)
+    _save(src / "b.bmp", _photo(1, 40, 40))
+    _save(src / "c.webp", _photo(2, 21, 18), lossless=True)
+    _save(src / "d.tiff", _photo(3, 16, 16))
+    _save(src / "sub" / "e.png", _photo(4, 20, 24))
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_dir) == 0
+    names = sorted(os.listdir(out))
+    assert names == ["a.png", "b.png", "c.png", "d.png", "derain.json"]  # no recursion
+    for name, shape in [("a.png", (33, 47, 3)), ("c.png", (21, 18, 3))]:
+        arr = np.asarray(Image.open(out / name))
+        assert arr.shape == shape and arr.dtype == np.uint8
+    # The written file is the pad-mode output, rounded to 8 bits.
+    expected = derainer.derain(np.asarray(Image.open(src / "a.jpg")))
+    written = np.asarray(Image.open(out / "a.png")).astype(np.float32)
+    assert np.abs(written - expected).max() <= 0.5 + 1e-3
+    summary = json.loads((out / "derain.json").read_text())
+    assert summary["images"] == 4 and summary["failed"] == [] and summary["seconds_per_megapixel"] > 0
+
+    assert _run(src, "-o", tmp_path / "rec", "--model", model_dir, "--recursive") == 0
+    assert (tmp_path / "rec" / "sub" / "e.png").exists()
+
+
+def test_never_overwrites_without_force(tmp_path, model_dir):
+    src = _save(tmp_path / "x.png", _photo(0, 16, 16))
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_dir) == 0
+    before = (out / "x.png").stat().st_mtime_ns
+    assert _run(src, "-o", out, "--model", model_dir) == 1  # refused, nothing touched
+    assert (out / "x.png").stat().st_mtime_ns == before
+    assert _run(src, "-o", out, "--model", model_dir, "--force") == 0
+
+
+def test_corrupt_file_is_reported_and_others_processed(tmp_path, model_dir, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _save(src / "good.png", _photo(0, 24, 24))
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    data = (src / "good.png").read_bytes()
+    (src / "truncated.png").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_dir) == 1
+    assert (out / "good.png").exists() and not (out / "bad.png").exists()
+    printed = capsys.readouterr().out
+    assert "bad.png" in printed and "truncated.png" in printed and "2 file(s) failed" in printed
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    arr = _photo(0, 20, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rot.jpg"
+    Image.fromarray(arr).save(path, exif=exif, quality=100)
+    upright = imageio.read_photo(path)
+    assert upright.shape == (30, 20, 3) and imageio.photo_size(path) == (30, 20)
+
+
+@pytest.mark.parametrize("mode,make", [
+    ("L", lambda a: Image.fromarray(a[..., 0], "L")),
+    ("RGBA", lambda a: Image.fromarray(np.dstack([a, a[..., :1]]), "RGBA")),
+    ("P", lambda a: Image.fromarray(a).convert("P")),
+    ("I;16", lambda a: Image.fromarray(a[..., 0].astype(np.uint16) * 257)),
+])
+def test_other_modes_are_converted_with_a_warning(tmp_path, mode, make):
+    path = tmp_path / f"img_{mode.replace(';', '')}.png"
+    make(_photo(0, 12, 14)).save(path)
+    with pytest.warns(DataWarning, match=path.name):
+        arr = imageio.read_photo(path)
+    assert arr.shape == (12, 14, 3) and arr.dtype == np.uint8
+
+
+def test_sixteen_bit_values_are_scaled_not_truncated(tmp_path):
+    gray = np.full((8, 8), 65535 // 2, np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(gray).save(path)
+    with pytest.warns(DataWarning):
+        arr = imageio.read_photo(path)
+    assert abs(int(arr[0, 0, 0]) - 127) <= 1
+
+
+def test_compare_and_single_output_file_and_format(tmp_path, model_dir):
+    src = _save(tmp_path / "rainy.png", _photo(0, 20, 28))
+    assert _run(src, "-o", tmp_path / "one.jpg", "--model", model_dir, "--compare") == 0
+    assert Image.open(tmp_path / "one.jpg").format == "JPEG"
+    side = np.asarray(Image.open(tmp_path / "one_compare.jpg"))
+    assert side.shape == (20, 28 * 2 + 8, 3)
+    assert _run(src, "-o", tmp_path / "w", "--model", model_dir, "--format", "webp") == 0
+    assert Image.open(tmp_path / "w" / "rainy.webp").format == "WEBP"
+
+
+def test_globs_and_missing_inputs(tmp_path, model_dir):
+    for i in range(3):
+        _save(tmp_path / f"p{i}.png", _photo(i, 16, 20))
+    assert _run(str(tmp_path / "p*.png"), "-o", tmp_path / "g", "--model", model_dir) == 0
+    assert sorted(os.listdir(tmp_path / "g")) == ["derain.json", "p0.png", "p1.png", "p2.png"]
+    with pytest.raises(DataError, match="nothing_here"):
+        imageio.list_photos([tmp_path / "nothing_here.png"])
+    with pytest.raises(DataError, match="no file matches"):
+        imageio.list_photos([str(tmp_path / "zz*.png")])
+
+
+def test_same_size_images_are_batched(tmp_path, derainer):
+    for i in range(5):
+        _save(tmp_path / f"s{i}.png", _photo(i, 16, 20))
+    _save(tmp_path / "other.png", _photo(9, 24, 20))
+    sizes = []
+    original = derainer.derain
+
+    def spy(images, **kw):
+        sizes.append(images.shape)
+        return original(images, **kw)
+
+    derainer.derain = spy
+    try:
+        summary = derain_files(derainer, [tmp_path], tmp_path / "o", batch_size=4,
+                               progress=False)
+    finally:
+        del derainer.derain
+    assert sorted(sizes) == sorted([(4, 16, 20, 3), (1, 16, 20, 3), (1, 24, 20, 3)])
+    assert len(summary["written"]) == 6
+
+
+@pytest.mark.parametrize("mode", ["pad", "resize", "tile"])
+def test_every_mode_keeps_the_size(tmp_path, model_dir, mode):
+    src = _save(tmp_path / "odd.png", _photo(0, 37, 29))
+    out = tmp_path / mode
+    extra = ["--tile-size", "32", "--overlap", "16"] if mode == "tile" else []
+    assert _run(src, "-o", out, "--model", model_dir, "--mode", mode, *extra) == 0
+    assert np.asarray(Image.open(out / "odd.png")).shape == (37, 29, 3)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, model_dir, capsys):
+    src = _save(tmp_path / "x.png", _photo(0, 16, 16))
+    assert _run(src, "-o", tmp_path / "o", "--model", tmp_path / "missing.keras") == 1
+    assert "missing.keras" in capsys.readouterr().err
+    assert _run(src, "-o", tmp_path / "o", "--model", model_dir, "--overlap", "600") == 1
+    with pytest.raises(MenetError):
+        derain_files(Derainer(load_model(model_dir)), [tmp_path / "empty_dir_missing"],
+                     tmp_path / "o", progress=False)
