@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test demo data-synthetic bench-data train-rain100h ablation clean
+.PHONY: help install test test-fast demo data-synthetic bench-data train-rain100h ablation clean
 
 TRAIN_ARGS ?=
 
 help:
 	@echo "make install         create $(VENV) and install menet-tf with its test tools"
-	@echo "make test            run the test suite (what CI runs)"
+	@echo "make test            run the whole test suite (what CI runs)"
+	@echo "make test-fast       the fast tier, for the inner loop: all but the tests marked slow"
+	@echo "                     (authors' graphs at 20x224x224, multi-process, SIGKILL-and-resume)"
 	@echo "make demo            train MENET-GB briefly on the synthetic set (made if missing)"
 	@echo "make data-synthetic  build small synthetic heavy/light train and test sets in $(DATA)/"
 	@echo "make bench-data      print the input pipeline's throughput (crops/s at batch 20)"
@@ -40,10 +42,18 @@ $(STAMP): setup.py setup.cfg
 
 install: $(STAMP)
 
+# ../shared (the authors' reference results and graphs, the real data): tests needing a missing
+# part are skipped, and the run ends with one line saying which and why.
+TEST_ENV = MENET_TF1_REFERENCE=$${MENET_TF1_REFERENCE:-$(SHARED)/reference/authors_tf1} \
+	MENET_AUTHORS_GRAPHS=$${MENET_AUTHORS_GRAPHS:-$(SHARED)/reference/authors_graphs} \
+	MENET_SPEC=$${MENET_SPEC:-$(SHARED)/reference/MENET_SPEC.md} \
+	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(SHARED)/datasets/Rain100L}
+
 test: $(STAMP)
-	MENET_TF1_REFERENCE=$${MENET_TF1_REFERENCE:-$(SHARED)/reference/authors_tf1} \
-	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(SHARED)/datasets/Rain100L} \
-	$(PY) -m pytest -q --durations=15 tests
+	$(TEST_ENV) $(PY) -m pytest -q --durations=15 tests
+
+test-fast: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -q -m "not slow" --durations=10 tests
 
 data-synthetic: $(STAMP)
 	$(VENV)/bin/menet-tf synth --preset heavy --out $(DATA)/synthetic/heavy --seed 0
@@ -65,7 +75,7 @@ REAL_DATA ?= $(SHARED)/datasets/Rain100L
 .PHONY: test-data data-check-real bench-data-real
 
 test-data: $(STAMP)
-	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(REAL_DATA)} $(PY) -m pytest -q tests/test_data_*.py
+	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(REAL_DATA)} $(PY) -m pytest -q tests/data
 
 data-check-real: $(STAMP)
 	$(VENV)/bin/menet-tf data check $${MENET_REAL_DATA:-$(REAL_DATA)}
@@ -89,23 +99,23 @@ run_name = $(notdir $(patsubst %/,%,$(1)))
 .PHONY: train-rain100l table2 table4 ablation-quick
 
 train-rain100h: $(STAMP)
-	$(TABLE) menet --data $(RAIN100H) --runs runs/menet/$(call run_name,$(RAIN100H)) $(TRAIN_ARGS)
+	$(TABLE) menet --data $(RAIN100H) -o runs/menet/$(call run_name,$(RAIN100H)) $(TRAIN_ARGS)
 
 train-rain100l: $(STAMP)
-	$(TABLE) menet --data $(RAIN100L) --runs runs/menet/$(call run_name,$(RAIN100L)) $(TRAIN_ARGS)
+	$(TABLE) menet --data $(RAIN100L) -o runs/menet/$(call run_name,$(RAIN100L)) $(TRAIN_ARGS)
 
 ablation: $(STAMP)
-	$(TABLE) table1 --data $(ABLATION_DATA) --runs runs/table1/$(call run_name,$(ABLATION_DATA)) $(TRAIN_ARGS)
+	$(TABLE) table1 --data $(ABLATION_DATA) -o runs/table1/$(call run_name,$(ABLATION_DATA)) $(TRAIN_ARGS)
 
 table2: $(STAMP)
-	$(TABLE) table2 --data $(TABLE_DATA) --runs runs/table2/$(call run_name,$(TABLE_DATA)) $(TRAIN_ARGS)
+	$(TABLE) table2 --data $(TABLE_DATA) -o runs/table2/$(call run_name,$(TABLE_DATA)) $(TRAIN_ARGS)
 
 table4: $(STAMP)
-	$(TABLE) table4 --data $(TABLE_DATA) --runs runs/table4/$(call run_name,$(TABLE_DATA)) \
+	$(TABLE) table4 --data $(TABLE_DATA) -o runs/table4/$(call run_name,$(TABLE_DATA)) \
 		$(if $(VGG_WEIGHTS),--vgg-weights $(VGG_WEIGHTS)) $(TRAIN_ARGS)
 
 ablation-quick: $(STAMP)
-	$(TABLE) table1 --quick --data $(QUICK_DATA) --runs runs/table1-quick $(TRAIN_ARGS)
+	$(TABLE) table1 --quick --data $(QUICK_DATA) -o runs/table1-quick $(TRAIN_ARGS)
 
 # ---- derain / export (issue 7)
 MODEL ?= runs/demo
@@ -120,10 +130,11 @@ derain: $(STAMP)
 		--compare $(DERAIN_ARGS)
 
 export: $(STAMP)
-	$(VENV)/bin/menet-tf export $(MODEL) -o exports/savedmodel --force
-	$(VENV)/bin/menet-tf export $(MODEL) -o exports/tflite --format tflite --size 512 512 --force
-	$(VENV)/bin/menet-tf export $(MODEL) -o exports/tflite-dynamic --format tflite --size 512 512 \
-		--quantize dynamic --force
+	$(VENV)/bin/menet-tf export --model $(MODEL) -o exports/savedmodel --force
+	$(VENV)/bin/menet-tf export --model $(MODEL) -o exports/tflite --format tflite --size 512 512 \
+		--force
+	$(VENV)/bin/menet-tf export --model $(MODEL) -o exports/tflite-dynamic --format tflite \
+		--size 512 512 --quantize dynamic --force
 
 # How docs/derain_example.png was made: MENET-GB trained for 2 epochs on RainTrainL (96x96 crops,
 # a few minutes on a CPU), then one Rain100L test image de-rained with --compare (and downscaled).

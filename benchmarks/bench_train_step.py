@@ -2,7 +2,7 @@
 Adam) on random data, with and without XLA, and print seconds per step and crops per second.
 
     python benchmarks/bench_train_step.py [--config MENET-GB] [--batch-size 20] [--crop-size 224]
-        [--precision float32,mixed_bfloat16] [--jit off|on|both]
+        [--precision float32,mixed_bfloat16] [--jit-compile off|on|both]
 """
 import argparse
 import os
@@ -40,7 +40,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps after the first")
     parser.add_argument("--precision", default="float32",
                         help="comma-separated precisions to time, e.g. float32,mixed_bfloat16")
-    parser.add_argument("--jit", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--jit-compile", "--jit", dest="jit", choices=("off", "on", "both"),
+                        default="both")
     args = parser.parse_args()
     print(f"{args.config}: batch {args.batch_size}, crops {args.crop_size}x{args.crop_size}")
     jits = {"off": (False,), "on": (True,), "both": (False, True)}[args.jit]

@@ -24,6 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from menet_tf.model.metrics import psnr_float64 as _psnr  # noqa: E402
+
 
 def _pairs(data, limit):
     from menet_tf.data import discover
@@ -33,14 +35,9 @@ def _pairs(data, limit):
     return [(p.rainy, p.clean) for p in pairs]
 
 
-def _psnr(a, b):
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float(10 * np.log10(255.0 ** 2 / mse))
-
-
 def _seam_mask(h, w, tile, overlap):
     """True where two or more tiles overlap (the blend bands)."""
-    from menet_tf.infer.derainer import tile_starts
+    from menet_tf.infer.tiling import tile_starts
 
     count = np.zeros((h, w), np.int32)
     th, tw = min(tile, h), min(tile, w)
@@ -62,7 +59,9 @@ def main(argv=None):
 
     from menet_tf.infer import export
     from menet_tf.infer.photos import read_photo
-    from menet_tf.infer.derainer import Derainer, load_derainer, load_model, pad_to_multiple
+    from menet_tf.infer.derainer import Derainer
+    from menet_tf.infer.load import load_derainer, load_model
+    from menet_tf.infer.tiling import pad_to_multiple
 
     model = load_model(args.model)
     derainer = Derainer(model)

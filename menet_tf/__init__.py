@@ -48,7 +48,7 @@ _EXPORTS = {
     "build_model": "menet_tf.model.multitask",
     "train_run": "menet_tf.train.run",
     "load_checkpoint": "menet_tf.authors.checkpoint",
-    "load_model": "menet_tf.infer.derainer",
+    "load_model": "menet_tf.infer.load",
     "Derainer": "menet_tf.infer.derainer",
     "evaluate": "menet_tf.evaluation.scoring",
 }
@@ -72,14 +72,15 @@ def __getattr__(name):
 # Keras deserialisation without importing TensorFlow up front.
 #
 # Keras finds a saved model's class in its registry ("menet_tf>MultiTaskMENET"), filled when the
-# decorated class is defined, i.e. when menet_tf.model.multitask is imported (3.3 s: TensorFlow). So
-# instead, as soon as Keras itself is imported (or now, if it already is), the registry gets a
+# decorated class is defined, i.e. when menet_tf.model.multitask is imported, and with it
+# TensorFlow. So instead, as soon as Keras itself is imported (or now, if it already is), the
+# registry gets a
 # light stand-in per class; loading a model imports the real module, which replaces the stand-in.
 # Cost for `menet-tf --help`: one entry in sys.meta_path.
 
 # Registered name -> module defining the class. tests/compat/test_load_model.py checks this is complete.
 KERAS_CLASSES = {
-    "menet_tf>FusedBatchNorm": "menet_tf.model.network",
+    "menet_tf>FusedBatchNorm": "menet_tf.model.layers",
     "menet_tf>MENET": "menet_tf.model.network",
     "menet_tf>MultiTaskMENET": "menet_tf.model.multitask",
 }

@@ -8,23 +8,29 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 REMOVED_IN = "0.3"
 
-# 0.1 module -> the module that holds its code now.
+# 0.1 module -> the module that holds its code now, or the modules it was split into (a tuple:
+# the old path then answers every name of each of them, looked up in that order).
 OLD_MODULES = {
-    "menet_tf.network": "menet_tf.model.network",
+    "menet_tf.network": ("menet_tf.model.network", "menet_tf.model.layers",
+                         "menet_tf.model.conv_gradient"),
     "menet_tf.losses": "menet_tf.model.losses",
     "menet_tf.weighting": "menet_tf.model.weighting",
     "menet_tf.metrics": "menet_tf.model.metrics",
     "menet_tf.training": "menet_tf.model.multitask",
-    "menet_tf.trainer": "menet_tf.train.run",
+    "menet_tf.trainer": ("menet_tf.train.run", "menet_tf.train.state", "menet_tf.train.records",
+                         "menet_tf.train.loop"),
     "menet_tf.distribute": "menet_tf.train.distribute",
-    "menet_tf.inference": "menet_tf.infer.derainer",
+    "menet_tf.inference": ("menet_tf.infer.derainer", "menet_tf.infer.load",
+                           "menet_tf.infer.tiling", "menet_tf.infer.batch"),
     "menet_tf.imageio": "menet_tf.infer.photos",
     "menet_tf.export": "menet_tf.infer.export",
-    "menet_tf.experiments": "menet_tf.evaluation.tables",
+    "menet_tf.experiments": ("menet_tf.evaluation.table_run", "menet_tf.evaluation.table_plan",
+                             "menet_tf.evaluation.tabulate", "menet_tf.evaluation.figures"),
     "menet_tf.tf1": "menet_tf.authors.checkpoint",
     "menet_tf.data.bench": "menet_tf.bench.pipeline",
     "menet_tf.data.cli": "menet_tf.cli.data",
@@ -40,10 +46,11 @@ OLD_MODULES = {
 
 # 0.1 modules whose name is now a sub-package: the package answers their old names.
 OLD_PACKAGE_FACES = {
-    "menet_tf.evaluation": "menet_tf.evaluation.scoring",
-    "menet_tf.authors": "menet_tf.authors.graphs",
-    "menet_tf.compare": "menet_tf.compare.run",
-    "menet_tf.bench": "menet_tf.bench.speed",
+    "menet_tf.evaluation": ("menet_tf.evaluation.scoring", "menet_tf.evaluation.protocols"),
+    "menet_tf.authors": ("menet_tf.authors.graphs", "menet_tf.authors.session"),
+    "menet_tf.compare": ("menet_tf.compare.run", "menet_tf.compare.numerics",
+                         "menet_tf.compare.report"),
+    "menet_tf.bench": ("menet_tf.bench.speed", "menet_tf.bench.timing", "menet_tf.bench.report"),
 }
 
 
@@ -57,14 +64,37 @@ def _warn(old, new, stacklevel):
 
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, new):
-        self.new = new
+        self.new = (new,) if isinstance(new, str) else tuple(new)
 
     def create_module(self, spec):
-        _warn(spec.name, self.new, stacklevel=4)
-        return importlib.import_module(self.new)  # the same module object under both names
+        _warn(spec.name, " / ".join(self.new), stacklevel=4)
+        if len(self.new) == 1:
+            module = importlib.import_module(self.new[0])  # one module under both names
+            self.real_spec = module.__spec__
+            return module
+        return _union_module(spec.name, self.new)
 
     def exec_module(self, module):
-        pass
+        if len(self.new) == 1:  # the import system has just given the module the alias's spec
+            module.__spec__ = self.real_spec
+
+
+def _union_module(name, homes):
+    """A module that answers each name from the first of ``homes`` that defines it."""
+    module = types.ModuleType(name, f"0.1 alias of {', '.join(homes)}")
+
+    def __getattr__(attr):
+        for home in homes:
+            value = getattr(importlib.import_module(home), attr, _MISSING)
+            if value is not _MISSING:
+                return value
+        raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+
+    module.__getattr__ = __getattr__
+    return module
+
+
+_MISSING = object()
 
 
 class OldPathFinder(importlib.abc.MetaPathFinder):
@@ -90,13 +120,13 @@ def package_getattr(package):
             raise AttributeError(name)
         if importlib.util.find_spec(f"{package}.{name}") is not None:
             return importlib.import_module(f"{package}.{name}")
-        old_home = OLD_PACKAGE_FACES.get(package)
-        if old_home is not None:
-            value = getattr(importlib.import_module(old_home), name, None)
-            if value is not None:
+        homes = OLD_PACKAGE_FACES.get(package, ())
+        for home in (homes,) if isinstance(homes, str) else homes:
+            value = getattr(importlib.import_module(home), name, _MISSING)
+            if value is not _MISSING:
                 if (package, name) not in _WARNED:  # `from package import name` asks twice
                     _WARNED.add((package, name))
-                    _warn(f"{package}.{name}", f"{old_home}.{name}", stacklevel=3)
+                    _warn(f"{package}.{name}", f"{home}.{name}", stacklevel=3)
                 return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
     return __getattr__

@@ -1,4 +1,5 @@
-"""The authors' TF1 artefacts: their checkpoints (read into the port) and released graphs (run).
+"""The authors' TF1 artefacts: their checkpoints (``checkpoint``: read into the port), their
+released training graphs (``graphs``: found and read as data; ``session``: run as they are).
 
 Low in the house on purpose: inference loads TF1 checkpoints and bench times the authors' graph,
 so this package imports only the basics. Comparing the two is compare/'s job.

@@ -17,6 +17,9 @@ from menet_tf.errors import CheckpointError
 
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 _OPTIMIZER_STATE = re.compile(r"(/Adam(_1)?$)|^(global_step|beta1_power|beta2_power)$")
+ADAM_SLOT = re.compile(r"/Adam(_1)?$")
+MOVING_STATISTIC = re.compile(r"/moving_(mean|variance)$")
+WEIGHTS_ELSEWHERE = "the trained weights ship in the authors' repository, github SumiHui/MENET"
 
 
 def variable_map(model):
@@ -94,7 +97,27 @@ def load_checkpoint(model, prefix):
     weights = {
         n: s for n, s in shapes.items() if not _OPTIMIZER_STATE.search(n) and n.startswith("derain/")
     }
+    problems = _misfits(mapping, weights)
+    if problems:
+        attention = getattr(model, "attention_block", None) or model.attention
+        raise CheckpointError(
+            f"{prefix} does not fit this model (depth {model.depth}, attention "
+            f"{attention_words(attention)}; the checkpoint looks like"
+            f" {describe_architecture(shapes)}):\n" + "\n".join(problems)
+        )
+    if not has_data(prefix):
+        raise CheckpointError(
+            f"{prefix}: only the checkpoint index is here, no .data file with the values"
+            f" ({WEIGHTS_ELSEWHERE})")
+    for name, variable in mapping.items():
+        variable.assign(reader.get_tensor(name).astype(variable.dtype))
     ignored = sorted(n for n in shapes if n not in weights)
+    return ImportReport(prefix=prefix, loaded=sorted(mapping), ignored=ignored)
+
+
+def _misfits(mapping, weights):
+    """The lines listing every model variable the checkpoint lacks, every checkpoint variable
+    the model lacks and every shape that differs (none when the checkpoint fits)."""
     missing = sorted(set(mapping) - set(weights))
     extra = sorted(set(weights) - set(mapping))
     wrong = [
@@ -102,31 +125,17 @@ def load_checkpoint(model, prefix):
         for n in sorted(set(mapping) & set(weights))
         if list(weights[n]) != list(mapping[n].shape)
     ]
-    if missing or extra or wrong:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} model variables missing from the checkpoint:")
-            problems += [f"  - {n}" for n in missing]
-        if extra:
-            problems.append(f"{len(extra)} checkpoint variables the model does not have:")
-            problems += [f"  - {n}" for n in extra]
-        if wrong:
-            problems.append(f"{len(wrong)} variables with the wrong shape:")
-            problems += [f"  - {w}" for w in wrong]
-        found = describe_architecture(shapes)
-        raise CheckpointError(
-            f"{prefix} does not fit this model (depth {model.depth}, attention "
-            f"{attention_words(getattr(model, 'attention_block', None) or model.attention)};"
-            f" the checkpoint looks like {found}):\n"
-            + "\n".join(problems)
-        )
-    if not has_data(prefix):
-        raise CheckpointError(
-            f"{prefix}: only the checkpoint index is here, no .data file with the values (the"
-            " released weights ship in the authors' repository, github SumiHui/MENET)")
-    for name, variable in mapping.items():
-        variable.assign(reader.get_tensor(name).astype(variable.dtype))
-    return ImportReport(prefix=prefix, loaded=sorted(mapping), ignored=ignored)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} model variables missing from the checkpoint:")
+        problems += [f"  - {n}" for n in missing]
+    if extra:
+        problems.append(f"{len(extra)} checkpoint variables the model does not have:")
+        problems += [f"  - {n}" for n in extra]
+    if wrong:
+        problems.append(f"{len(wrong)} variables with the wrong shape:")
+        problems += [f"  - {w}" for w in wrong]
+    return problems
 
 
 def architecture_of(shapes):
@@ -148,6 +157,7 @@ def attention_words(attention):
 
 
 def describe_architecture(shapes):
+    """What a refused checkpoint looks like, for the message that refuses it."""
     depth, attention = architecture_of(shapes)
     if depth == 0:
         return "no MENET network (no derain/res_* variables)"

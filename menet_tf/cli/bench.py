@@ -2,6 +2,7 @@
 import argparse
 import os
 
+from menet_tf.cli import options
 from menet_tf.config import PRECISIONS
 
 DESCRIPTION = """\
@@ -24,13 +25,6 @@ examples:
 """
 
 
-def _jit(value):
-    value = value.lower()
-    if value not in ("auto", "on", "off"):
-        raise argparse.ArgumentTypeError("use auto, on or off")
-    return {"auto": "auto", "on": True, "off": False}[value]
-
-
 def register(sub):
     p = sub.add_parser(
         "bench",
@@ -42,15 +36,15 @@ def register(sub):
     p.add_argument("--authors", metavar="DIR",
                    help="folder of the authors' released graphs (e.g."
                    " ../shared/reference/authors_graphs), timed interleaved with the port")
-    p.add_argument("--out", metavar="FILE.json", default="bench.json",
-                   help="write every figure, the machine and the settings here (default: bench.json)")
+    options.add_out(p, "write every figure, the machine and the settings here (default: bench.json)",
+                    default="bench.json", metavar="FILE.json")
     p.add_argument("--quick", action="store_true",
                    help="small sizes (64x64, batch 2-4) and 2 repetitions: a first look, not a claim")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed rounds per measurement (default: 5, 2 with --quick)")
-    p.add_argument("--jit-compile", type=_jit, default="auto", metavar="{auto,on,off}",
-                   help="XLA for the port's training step and inference (default: auto = the"
-                   " library default on this device)")
+    options.add_jit_compile(p, default="auto",
+                            help="XLA for the port's training step and inference (default: auto ="
+                            " the library default on this device)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="the port's precision (the authors' graph is float32; default float32)")
     p.add_argument("--conv-gradient", default="auto", choices=("auto", "native", "convolution"),
@@ -61,8 +55,7 @@ def register(sub):
                    help="training set for the input-pipeline figure (default: the synthetic set)")
     p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                    help="skip the input-pipeline measurement")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+    options.add_quiet(p, old=("--no-progress",))
     p.set_defaults(func=run)
 
 
@@ -76,7 +69,7 @@ def _command(args):
     if args.repeats:
         parts += ["--repeats", str(args.repeats)]
     if args.jit_compile != "auto":
-        parts += ["--jit-compile", "on" if args.jit_compile else "off"]
+        parts += ["--jit-compile", args.jit_compile]
     if args.precision != "float32":
         parts += ["--precision", args.precision]
     if args.conv_gradient != "auto":
@@ -89,7 +82,8 @@ def _command(args):
 
 
 def run(args):
-    from menet_tf.bench import speed as bench
+    from menet_tf.bench import speed
+    from menet_tf.bench.report import format_table, write_json
     from menet_tf.errors import ConfigError
 
     if args.authors is not None and not os.path.isdir(args.authors):
@@ -97,13 +91,13 @@ def run(args):
                           " authors' released .meta graphs)")
     if args.data is not None and not os.path.isdir(args.data):
         raise ConfigError(f"{args.data}: no such folder (--data)")
-    result = bench.run_bench(
+    result = speed.run_bench(
         authors_dir=args.authors, quick=args.quick, repeats=args.repeats,
-        jit_compile=args.jit_compile, precision=args.precision, data=args.data,
-        pipeline=args.pipeline, progress=args.progress, command=_command(args),
+        jit_compile=options.jit_compile_value(args.jit_compile), precision=args.precision,
+        data=args.data, pipeline=args.pipeline, progress=not args.quiet, command=_command(args),
         conv_gradient=args.conv_gradient,
     )
-    print(bench.format_table(result))
-    path = bench.write_json(result, args.out)
+    print(format_table(result))
+    path = write_json(result, args.out)
     print(f"wrote {path}")
     return 0

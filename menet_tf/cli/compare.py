@@ -1,5 +1,6 @@
 """``menet-tf compare-authors``: the port against the authors' released TF1 graphs, in numbers
 (thin over menet_tf.compare.run)."""
+from menet_tf.cli import options
 
 DESCRIPTION = """Compare menet-tf with the authors' released TensorFlow 1 code, model by model.
 
@@ -26,7 +27,7 @@ def register(sub):
         description=DESCRIPTION,
     )
     p.add_argument("source", help="clone of the authors' MENET repository, or a folder like authors_graphs/")
-    p.add_argument("--out", required=True, help="folder for report.md, report.json and plots")
+    options.add_out(p, "folder for report.md, report.json and plots", required=True)
     p.add_argument("--variant", action="append", metavar="MODEL",
                    help="model to compare (released name, release/name or paper alias such as"
                    " MENET-GB); repeat for several (default: every model found)")
@@ -40,23 +41,24 @@ def register(sub):
                    help="timed rounds per measurement, after one warm-up round (default 3; 0: no timing)")
     p.add_argument("--no-arbiter", action="store_true",
                    help="skip the float64 gradient arbiter (faster; gradients then compared directly)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(p)
     p.set_defaults(func=compare_authors)
 
 
 def compare_authors(args):
     from menet_tf.compare import run as compare
+    from menet_tf.compare.report import table_rows
     from menet_tf.errors import MenetError
 
     for name in ("steps", "train_steps", "timing_repeats"):
         if getattr(args, name) < 0:
             raise MenetError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
-    options = compare.CompareOptions(
+    settings = compare.CompareOptions(
         steps=args.steps, seed=args.seed, data=args.data, timing_repeats=args.timing_repeats,
         train_steps=args.train_steps, arbiter=not args.no_arbiter,
     )
-    report = compare.compare_models(args.source, args.out, args.variant, options, progress=not args.quiet)
-    for row in compare.table_rows(report):
+    report = compare.compare_models(args.source, args.out, args.variant, settings, progress=not args.quiet)
+    for row in table_rows(report):
         print(f"{row[-1]:4}  {row[0]}")
     print(f"wrote {args.out}/report.md and report.json")
     if not report["ok"]:

@@ -8,19 +8,26 @@ import os
 import sys
 
 
+FORMAT = argparse.RawDescriptionHelpFormatter
+
+
 def register(subparsers):
-    """Add the ``data`` and ``synth`` sub-commands to menet-tf's argparse sub-parsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    """Add the ``data`` (check, bench) and ``synth`` sub-commands."""
     data = subparsers.add_parser(
         "data", help="check paired rainy/clean data sets, benchmark the input pipeline",
         description="Inspect rainy/clean data sets and measure the tf.data input pipeline.",
-        formatter_class=fmt)
+        formatter_class=FORMAT)
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+    _register_check(data_sub)
+    _register_bench(data_sub)
+    _register_synth(subparsers)
 
+
+def _register_check(data_sub):
     check = data_sub.add_parser(
         "check", help="report layout, pairs, missing and bad files of a data set",
-        formatter_class=fmt,
+        formatter_class=FORMAT,
         description="Find the rainy/clean pairs in DIR and check every image (PIL full decode).\n"
                     "Layouts: JORDER (norain-N.png + rain-N.png in one folder), twin folders\n"
                     "(rain/ + norain/, input/ + target/, ... with the same file names),\n"
@@ -47,9 +54,11 @@ def register(subparsers):
                        help="list at most N files per problem (default: 10)")
     check.set_defaults(func=_check)
 
+
+def _register_bench(data_sub):
     bench = data_sub.add_parser(
         "bench", help="measure the training pipeline's throughput in crops/s",
-        formatter_class=fmt,
+        formatter_class=FORMAT,
         description="Time the training input pipeline (five-crop + flip, shuffled, batch 20)\n"
                     "over whole epochs and print crops per second. Without DIR it uses\n"
                     "data/synthetic/heavy/train (make data-synthetic) or a temporary\n"
@@ -66,9 +75,11 @@ def register(subparsers):
                        help="stop each epoch after N batches")
     bench.set_defaults(func=_bench)
 
+
+def _register_synth(subparsers):
     synth = subparsers.add_parser(
         "synth", help="generate a synthetic Rain100H/L-like set (offline)",
-        formatter_class=fmt,
+        formatter_class=FORMAT,
         description="Make rainy/clean pairs from clean photos with synthetic streaks (sparse\n"
                     "noise blurred along a direction, added to the image). Writes OUT/train and\n"
                     "OUT/test in the JORDER layout (norain-N.png, rain-N.png, rainstreak-N.png)\n"
@@ -77,7 +88,7 @@ def register(subparsers):
     synth.add_argument("--preset", choices=("heavy", "light"), default="heavy",
                        help="heavy: several directions, dense, long, bright (like Rain100H); "
                             "light: one direction, sparse (like Rain100L). Default: heavy")
-    synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    synth.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     synth.add_argument("--count", type=int, default=40, metavar="N",
                        help="training pairs (default: 40)")
@@ -166,7 +177,8 @@ def format_report(report, base, max_list=10):
 
 
 def _check(args):
-    from menet_tf.data.pairs import check_dataset, discover_splits, known_set
+    from menet_tf.data.check import check_dataset
+    from menet_tf.data.pairs import discover_splits, known_set
 
     if args.expect:
         known_set(args.expect)  # fail early on a typo

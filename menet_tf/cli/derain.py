@@ -11,6 +11,9 @@ Example: menet-tf derain photos/ -o derained/ --model runs/MENET-GB --compare
 """
 import os
 
+from menet_tf.cli import options
+from menet_tf.errors import MenetError
+
 
 def register(sub):
     p = sub.add_parser(
@@ -20,14 +23,10 @@ def register(sub):
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders or glob patterns (quote globs)")
-    p.add_argument("-o", "--out", required=True,
-                   help="output folder (or an output file name for a single input)")
-    p.add_argument("--model", required=True,
-                   help="run folder (model.keras), .keras file, the authors' TF1 checkpoint"
-                   " prefix or folder, or an exported SavedModel folder")
-    p.add_argument("--model-name", default=None,
-                   help="released name of a TF1 checkpoint (e.g. MENET-GB); guessed from its"
-                   " folder otherwise")
+    options.add_out(p, "output folder (or an output file name for a single input)",
+                    required=True)
+    options.add_model(p)
+    options.add_model_name(p)
     p.add_argument("--mode", choices=("pad", "resize", "tile"), default="pad",
                    help="pad: reflection-pad to the model's multiple and crop back (default,"
                    " exact size, no resampling); resize: the released script's bicubic resize"
@@ -50,25 +49,37 @@ def register(sub):
     p.add_argument("--no-fold", action="store_true",
                    help="do not fold batch norm into the convolutions (runs the"
                    " model's own BN ops; folding changes outputs by ~1e-4 on 0..255)")
-    p.add_argument("--jit", choices=("auto", "on", "off"), default="auto",
-                   help="XLA compilation (auto: on with a GPU, off on a CPU)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_jit_compile(p, default="auto", old=("--jit",))
+    options.add_quiet(p)
     p.set_defaults(func=derain)
 
 
-def derain(args):
-    from menet_tf.infer import derainer as inference
-    from menet_tf.errors import MenetError
-
+def _check_sizes(args):
     if args.batch_size < 1:
         raise MenetError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.tile_size < 16 or args.overlap < 0 or args.overlap >= args.tile_size:
         raise MenetError(f"need --tile-size >= 16 and 0 <= --overlap < --tile-size, got"
                          f" {args.tile_size} and {args.overlap}")
-    jit = {"auto": "auto", "on": True, "off": False}[args.jit]
-    derainer = inference.load_derainer(args.model, args.model_name,
-                                       fold_batch_norm=not args.no_fold, jit_compile=jit)
-    summary = inference.derain_files(
+
+
+def _write_record(args, derainer, summary):
+    """derain.json in the output folder: what ran on which files, and what failed."""
+    from menet_tf.files import write_json
+
+    record = dict(summary, model=os.fspath(args.model), inputs=list(args.inputs),
+                  fold_batch_norm=not args.no_fold, jit_compile=derainer.jit_compile,
+                  failed=[{"file": f, "error": e} for f, e in summary["failed"]])
+    write_json(os.path.join(args.out, "derain.json"), record)
+
+
+def derain(args):
+    from menet_tf.infer.batch import derain_files
+    from menet_tf.infer.load import load_derainer
+
+    _check_sizes(args)
+    derainer = load_derainer(args.model, args.model_name, fold_batch_norm=not args.no_fold,
+                             jit_compile=options.jit_compile_value(args.jit_compile))
+    summary = derain_files(
         derainer, args.inputs, args.out, recursive=args.recursive, mode=args.mode,
         fmt=args.format, force=args.force, compare=args.compare, batch_size=args.batch_size,
         max_pixels=int(args.max_pixels) if args.max_pixels else "auto",
@@ -78,15 +89,10 @@ def derain(args):
     print(f"de-rained {done} of {summary['images']} images into {args.out}"
           + (f" ({summary['megapixels']:.2f} MP, {spm:.3f} s per megapixel)" if spm else ""))
     if os.path.isdir(args.out):
-        record = dict(summary, model=os.fspath(args.model), inputs=list(args.inputs),
-                      fold_batch_norm=not args.no_fold, jit_compile=derainer.jit_compile,
-                      failed=[{"file": f, "error": e} for f, e in summary["failed"]])
-        from menet_tf.files import write_json
-
-        write_json(os.path.join(args.out, "derain.json"), record)
+        _write_record(args, derainer, summary)
     if summary["failed"]:
         print(f"{len(summary['failed'])} file(s) failed:")
-        for source, message in summary["failed"]:
+        for _, message in summary["failed"]:
             print(f"  {message}")
         return 1
     return 0

@@ -1,6 +1,8 @@
 """``menet-tf evaluate``: score a trained model on a paired test set (menet_tf.evaluation.scoring)."""
 import argparse
 
+from menet_tf.cli import options
+
 EPILOG = """protocols (all by default):
   authors  the paper's numbers (= `menet-tf train`'s test scores): 10 crops of 224 per image,
            tf.image PSNR/SSIM on RGB at max 255, mean per batch of 20, then over batches
@@ -11,7 +13,9 @@ Y scores run about 1.5 dB above RGB scores for the same outputs; compare only li
 
 writes OUT/metrics.csv (per image: every protocol's PSNR/SSIM of the output and of the rainy
 input) and OUT/summary.json (per protocol its mean psnr/ssim and description, model, data,
-seconds per image, device)."""
+seconds per image, device).
+
+example: menet-tf evaluate runs/MENET-GB --data ../shared/datasets/Rain100L -o runs/MENET-GB/eval"""
 
 
 def register(sub):
@@ -20,16 +24,15 @@ def register(sub):
         description="Score a de-raining model on a test set of rainy/clean pairs under the "
                     "paper's protocol and the whole-image protocols of later papers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL",
-                   help="a run folder (with model.keras), a .keras file, or a TF1 checkpoint "
-                        "prefix of the authors' released models")
-    p.add_argument("--model", dest="model_name", metavar="NAME",
-                   help="released model name when it cannot be read off a TF1 checkpoint "
-                        "(e.g. ModelShallowNewCaEdgeGramGradBalance)")
+    p.add_argument("source", nargs="?", metavar="MODEL",
+                   help="run folder (its model.keras), .keras file, or the authors' TF1 "
+                        "checkpoint prefix or folder")
+    p.add_argument("--model", metavar="SOURCE", help="the model source, as MODEL")
+    options.add_model_name(p)
     p.add_argument("--data", required=True, metavar="DIR",
                    help="test set with rainy and clean images (any supported layout), or a data "
                         "root whose test/ folder is used")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for metrics.csv and summary.json")
+    options.add_out(p, "folder for metrics.csv and summary.json", required=True, metavar="DIR")
     p.add_argument("--protocol", nargs="+", choices=("authors", "y", "rgb"),
                    default=["authors", "y", "rgb"], help="protocols to run (default: all three)")
     p.add_argument("--crop-size", type=int, default=224,
@@ -41,7 +44,27 @@ def register(sub):
                    help="pixels dropped on every side before the Y-channel scores (default: 0)")
     p.add_argument("--save-images", type=int, default=0, metavar="N",
                    help="also write the first N de-rained images to OUT/images/")
+    options.add_jit_compile(p, default="auto")
+    options.add_quiet(p)
     p.set_defaults(func=run)
+
+
+def model_and_name(args):
+    """(model source, released name). ``--model`` took the released name in 0.1: a released
+    name that is not a path is still read so, with the deprecation line."""
+    from menet_tf.errors import MenetError
+
+    source, name = args.source, args.model_name
+    if args.model is not None and options.is_released_name(args.model):
+        options.deprecated("--model NAME", "--model-name NAME")
+        name = name or args.model
+    elif args.model is not None:
+        if source is not None:
+            raise MenetError(f"two models given: {source} and --model {args.model}")
+        source = args.model
+    if source is None:
+        raise MenetError("no model given: MODEL (or --model SOURCE) is required")
+    return source, name
 
 
 def run(args):
@@ -50,13 +73,16 @@ def run(args):
 
     from menet_tf.evaluation.scoring import evaluate, format_summary
 
+    source, name = model_and_name(args)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
-        summary = evaluate(args.model, args.data, args.out, protocols=args.protocol,
-                           model_name=args.model_name, crop_size=args.crop_size,
+        summary = evaluate(source, args.data, args.out, protocols=args.protocol,
+                           model_name=name, crop_size=args.crop_size,
                            batch_size=args.batch_size, border=args.crop_border,
-                           save_images=args.save_images)
+                           save_images=args.save_images,
+                           jit_compile=options.jit_compile_value(args.jit_compile),
+                           progress=not args.quiet)
     print(f"{summary['model']} on {summary['data']} ({summary['images']} images)")
     print(format_summary(summary))
     if summary.get("seconds_per_image"):

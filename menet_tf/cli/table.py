@@ -1,5 +1,8 @@
-"""``menet-tf table``: run one of the paper's tables (menet_tf.evaluation.tables)."""
+"""``menet-tf table``: run one of the paper's tables (menet_tf.evaluation.table_run)."""
 import argparse
+import os
+
+from menet_tf.cli import options
 
 EPILOG = """experiments (experiments/*.json, or a path to such a file):
   table1   Table I, the ablation: 8 shallow models (tasks, GB/LB weighting, channel attention)
@@ -8,7 +11,7 @@ EPILOG = """experiments (experiments/*.json, or a path to such a file):
   menet    MENET-GB alone (make train-rain100h / train-rain100l)
 
 Re-running the same command continues: finished rows are kept, a stopped row resumes from its
-last saved state, evaluated rows are not scored again. Writes into RUNS: one folder per row (the
+last saved state, evaluated rows are not scored again. Writes into OUT: one folder per row (the
 run, and evaluation/ with metrics.csv and summary.json), table.md, table.csv,
 fig8_psnr_histogram.png, fig9_ssim_boxplot.png and grid.png.
 
@@ -25,8 +28,10 @@ def register(sub):
                     "evaluate each model, and write the table (ours beside the paper's) and "
                     "the paper's figures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", metavar="EXPERIMENT", help="table1, table2, table4, menet, or a table JSON file")
-    p.add_argument("--runs", required=True, metavar="DIR", help="folder for the rows' runs, the table and the figures")
+    p.add_argument("experiment", metavar="EXPERIMENT",
+                   help="table1, table2, table4, menet, or a table JSON file")
+    options.add_out(p, "folder for the rows' runs, the table and the figures", required=True,
+                    metavar="DIR", old=("--runs",))
     p.add_argument("--data", metavar="DIR",
                    help="data root with train/ and test/ (e.g. data/Rain100H: RainTrainH + Rain100H)")
     p.add_argument("--dataset", choices=("Rain100H", "Rain100L"),
@@ -34,9 +39,11 @@ def register(sub):
     p.add_argument("--quick", action="store_true", help="the CPU-sized quick form (see below)")
     p.add_argument("--rows", nargs="+", metavar="ID", help="only these rows (ids from the table file)")
     p.add_argument("--vgg-weights", metavar="FILE",
-                   help="Keras VGG19 ImageNet weights (no top) for the VGG row; without it that row is skipped")
+                   help="Keras VGG19 ImageNet weights (no top) for the VGG row; without it that "
+                        "row is skipped")
     p.add_argument("--eval-crop-size", type=int, help="crop of the authors' protocol (default: 224)")
     p.add_argument("--grid-images", type=int, default=3, help="test images in grid.png (default: 3)")
+    options.add_quiet(p)
     train = p.add_argument_group("training overrides (as for `menet-tf train`; make: TRAIN_ARGS=...)")
     train.add_argument("--epochs", type=int, help="epochs per row (default: the configuration's 100)")
     train.add_argument("--steps", type=int, help="total optimizer steps per row (overrides --epochs)")
@@ -47,33 +54,40 @@ def register(sub):
     train.add_argument("--save-every-steps", type=int, default=200,
                        help="save the resumable state every N steps too (default 200)")
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    train.add_argument("--cache", action="store_true", help="keep decoded images in memory")
-    train.add_argument("--no-jit", action="store_true", help="no XLA")
+    train.add_argument("--cache", action="store_true",
+                       help="decode each row's training images once per session, into "
+                            "OUT/<row>/.cache (deleted at the end): about the decoded size of "
+                            "the training set on disk")
+    options.add_jit_compile(train, help="XLA compilation of training (default: the "
+                            "configuration's, auto: on with a GPU, off on a CPU)",
+                            old=("--no-jit",))
     p.set_defaults(func=run)
 
 
+def quick_default_data():
+    """The real Rain100L copy the quick form looks for first ($MENET_REAL_DATA, or
+    ../shared/datasets/Rain100L); the library falls back to the synthetic set without it."""
+    return os.environ.get("MENET_REAL_DATA") or os.path.join("..", "shared", "datasets", "Rain100L")
+
+
 def run(args):
-    import os
+    from menet_tf.evaluation import table_plan, table_run
 
-    from menet_tf.evaluation import tables as experiments
-
+    options.require(args, "out", "-o/--out")
     data = args.data
     if args.quick and data is None:
-        here = os.path.join("..", "shared", "datasets", "Rain100L")
-        data = os.environ.get("MENET_REAL_DATA") or here
-    spec_rows = args.rows
-    experiment = args.experiment
-    if spec_rows:
-        experiment = experiments.subset(experiment, spec_rows)
+        data = quick_default_data()
+    experiment = table_plan.subset(args.experiment, args.rows) if args.rows else args.experiment
     overrides = {"crop_size": args.crop_size, "batch_size": args.batch_size,
-                 "epochs": args.epochs, "depth": args.depth, "no_jit": args.no_jit}
-    experiments.run_table(experiment, args.runs, data, quick=args.quick, dataset=args.dataset,
-                          steps=args.steps, overrides=overrides, vgg_weights=args.vgg_weights,
-                          seed=args.seed, cache=args.cache, steps_per_epoch=args.steps_per_epoch,
-                          save_every_steps=args.save_every_steps, grid_images=args.grid_images,
-                          eval_crop_size=args.eval_crop_size)
-    print(f"wrote {args.runs}/table.md, table.csv, fig8_psnr_histogram.png, "
+                 "epochs": args.epochs, "depth": args.depth,
+                 "jit_compile": options.jit_compile_value(args.jit_compile)}
+    table_run.run_table(experiment, args.out, data, quick=args.quick, dataset=args.dataset,
+                        steps=args.steps, overrides=overrides, vgg_weights=args.vgg_weights,
+                        seed=args.seed, cache=args.cache, steps_per_epoch=args.steps_per_epoch,
+                        save_every_steps=args.save_every_steps, grid_images=args.grid_images,
+                        eval_crop_size=args.eval_crop_size, progress=not args.quiet)
+    print(f"wrote {args.out}/table.md, table.csv, fig8_psnr_histogram.png, "
           f"fig9_ssim_boxplot.png, grid.png")
-    with open(os.path.join(args.runs, "table.md")) as f:
+    with open(os.path.join(args.out, "table.md")) as f:
         print(f.read())
     return 0

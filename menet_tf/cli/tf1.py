@@ -2,6 +2,8 @@
 ``menet-tf configs``: list or write the released models' configurations."""
 import os
 
+from menet_tf.cli import options
+
 
 def register(sub):
     p = sub.add_parser(
@@ -10,16 +12,17 @@ def register(sub):
         description=(
             "Read a checkpoint written by the authors' TF1 code (weights and BN moving"
             " statistics; optimiser state is ignored) and save the model in the Keras format."
-            " The architecture is read off the checkpoint unless --model names a released model."
+            " The architecture is read off the checkpoint unless --model-name names a released"
+            " model."
         ),
     )
     p.add_argument("checkpoint", help="checkpoint prefix (e.g. .../model.final-100) or its folder")
-    p.add_argument("-o", "--output", required=True, help="where to write the .keras file")
-    p.add_argument(
-        "--model",
-        help="released model name (e.g. ModelShallowNewCaEdgeGramGradBalance or MENET-GB);"
-        " sets the tasks and weighting saved with the model",
-    )
+    options.add_out(p, "where to write the .keras file", required=True, metavar="FILE.keras",
+                    old=("--output",))
+    options.add_model_name(
+        p, help="released model name (e.g. ModelShallowNewCaEdgeGramGradBalance or MENET-GB);"
+        " sets the tasks and weighting saved with the model")
+    options.old_spelling(p, "--model", "model_name", "--model-name", metavar="NAME")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=import_tf1)
 
@@ -39,14 +42,15 @@ def import_tf1(args):
     from menet_tf.files import replacing
     from menet_tf.model.multitask import build_model
 
-    output = args.output
+    options.require(args, "out", "-o/--out")
+    output = args.out
     if not output.endswith(".keras"):
         raise MenetError(f"{output}: the output must end in .keras")
     if os.path.exists(output) and not args.force:
         raise MenetError(f"{output} exists; pass --force to overwrite it")
     prefix, _, shapes = tf1.read_checkpoint(args.checkpoint)
-    if args.model:
-        cfg = config_lib.released_config(args.model)
+    if args.model_name:
+        cfg = config_lib.released_config(args.model_name)
     else:
         depth, attention = tf1.architecture_of(shapes)
         if depth == 0:

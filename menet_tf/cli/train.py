@@ -10,10 +10,11 @@ Without ``--data`` it trains on the synthetic heavy-rain set, generating it firs
 so the command works offline on a fresh machine.
 """
 import argparse
-import os
 
-# = menet_tf.train.run.DEFAULT_DATA (not imported here: `menet-tf --help` stays free of numpy/TF)
-DEFAULT_DATA = os.path.join("data", "synthetic", "heavy")
+from menet_tf.cli import options
+from menet_tf.config import PRECISIONS  # light: no numpy, no TensorFlow (`menet-tf --help`)
+from menet_tf.train import DEFAULT_DATA
+from menet_tf.train.distribute import STRATEGIES
 
 DESCRIPTION = """Train a MENET configuration on a paired data set (train/ and test/ folders).
 
@@ -21,16 +22,15 @@ The full training state is saved at the end of every epoch (and every --save-eve
 into OUT/state.npz, atomically. Running the same command again continues where it stopped, with
 the same data order, step count and learning-rate schedule; a different configuration on the
 same --out is refused (naming the differing fields); --force starts over.
+The run folder is runs/<--config as typed> unless -o/--out says otherwise: --config MENET-GB
+trains into runs/MENET-GB, --config my.json into runs/my.
 TensorBoard logs (every task loss and weight, objective, learning rate, PSNR/SSIM, per step and
 per epoch) go to OUT/tensorboard; view them with `tensorboard --logdir OUT/tensorboard`."""
 
 EXAMPLES = """examples:
-  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L --out runs/gb
-  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L --out runs/gb   # continues
-  menet-tf train --config MENET-LB --steps 2000 --save-every-steps 100 --out runs/lb"""
-
-from menet_tf.config import PRECISIONS  # noqa: E402  (both light: no numpy, no TensorFlow)
-from menet_tf.train.distribute import STRATEGIES  # noqa: E402
+  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L        # -> runs/MENET-GB
+  menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L        # continues it
+  menet-tf train --config MENET-LB --steps 2000 --save-every-steps 100 -o runs/lb"""
 
 
 def register(sub):
@@ -47,7 +47,8 @@ def register(sub):
     p.add_argument("--data", default=None,
                    help="data root with train/ and test/ folders in any supported layout"
                    f" (default: {DEFAULT_DATA}, generated if missing)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    options.add_out(p, "run folder (default: runs/<--config as typed>, a JSON file's stem;"
+                    " runs/MENET-GB without --config)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="override the configuration's epochs (100)")
     length.add_argument("--steps", type=int,
@@ -67,7 +68,8 @@ def register(sub):
     p.add_argument("--cache", action="store_true",
                    help="decode the training images once per session, into OUT/.cache (deleted"
                    " at the end): about the decoded size of the training set on disk")
-    p.add_argument("--no-jit", action="store_true", help="run without XLA compilation")
+    options.add_jit_compile(p, help="XLA compilation (default: the configuration's, auto: on with"
+                            " a GPU, off on a CPU)", old=("--no-jit",))
     p.add_argument("--precision", choices=PRECISIONS,
                    help="compute precision (default: the configuration's, float32)")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
@@ -79,7 +81,7 @@ def register(sub):
                        help="require a stopped run in --out to continue (implied when there is one)")
     again.add_argument("--force", action="store_true",
                        help="delete the run's files in --out and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    options.add_quiet(p)
     p.set_defaults(func=train)
 
 
@@ -90,8 +92,9 @@ def apply_overrides(config, args):
         value = getattr(args, attr, None)
         if value is not None:
             setattr(getattr(config, section), key, value)
-    if getattr(args, "no_jit", False):
-        config.train.jit_compile = False
+    jit_compile = options.jit_compile_value(getattr(args, "jit_compile", None))
+    if jit_compile is not None:
+        config.train.jit_compile = jit_compile
     return config
 
 
@@ -99,12 +102,12 @@ def train(args):
     import shlex
     import sys
 
-    from menet_tf.train.run import resolve_config, train_run
+    from menet_tf.train.run import default_out, resolve_config, train_run
 
     config = apply_overrides(resolve_config(args.config), args)
     resume = "restart" if args.force else ("require" if args.resume else "auto")
     train_run(
-        config, args.data, args.out, seed=args.seed, steps=args.steps,
+        config, args.data, args.out or default_out(args.config), seed=args.seed, steps=args.steps,
         save_every_steps=args.save_every_steps, tensorboard=args.tensorboard, cache=args.cache,
         steps_per_epoch=args.steps_per_epoch, resume=resume,
         progress=not args.quiet and sys.stderr.isatty(),

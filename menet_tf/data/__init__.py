@@ -10,9 +10,10 @@ TensorFlow is imported only when a pipeline is built, so the PIL-based checks an
 from menet_tf.data.crops import (
     CROP_NAMES, crop_indices, crop_name, crop_plan, five_crop_offsets, ten_crops_numpy)
 from menet_tf.data.images import DataWarning, ImageInfo, inspect_image, load_rgb
+from menet_tf.data.check import CheckReport, check_dataset, validate_pairs
 from menet_tf.data.pairs import (
-    KNOWN_SETS, LAYOUTS, CheckReport, Discovery, KnownSet, Pair, check_dataset, detect_layout,
-    discover, discover_splits, guess_known_set, known_set, validate_pairs)
+    KNOWN_SETS, LAYOUTS, Discovery, KnownSet, Pair, detect_layout, discover, discover_splits,
+    guess_known_set, known_set)
 from menet_tf.data.pipeline import (
     count_crops, crop_dataset, eval_dataset, image_dataset, resolve_pairs, train_dataset)
 from menet_tf.data.synth import PRESETS, RainPreset, add_rain, rain_streaks, synthesize

@@ -59,7 +59,7 @@ def is_image_file(name):
     return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
 
 
-def _png_bit_depth(path):
+def png_bit_depth(path):
     """Bit depth from the PNG IHDR chunk (PIL silently reduces 48-bit RGB to 8 bits)."""
     with open(path, "rb") as fh:
         head = fh.read(26)
@@ -87,7 +87,7 @@ def inspect_image(path, full=True):
         if full:
             with Image.open(path) as im:
                 im.load()  # every pixel: truncated data fails here
-        depth = _png_bit_depth(path) if fmt == "PNG" else 8
+        depth = png_bit_depth(path) if fmt == "PNG" else 8
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file PIL can identify (corrupt or wrong format)")
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as err:
@@ -115,8 +115,8 @@ def load_rgb(path):
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode.startswith("I;16") or im.mode in ("I", "F") or _png_bit_depth(path) == 16:
-                arr = _sixteen_bit_to_uint8(path, im)
+            if im.mode.startswith("I;16") or im.mode in ("I", "F") or png_bit_depth(path) == 16:
+                arr = sixteen_bit_to_uint8(path, im)
             else:
                 arr = np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as err:
@@ -124,7 +124,7 @@ def load_rgb(path):
     return arr
 
 
-def _sixteen_bit_to_uint8(path, im):
+def sixteen_bit_to_uint8(path, im):
     """Scale a 16-bit image to 8 bits (PIL truncates 48-bit RGB itself; grayscale needs help)."""
     if im.mode == "RGB":  # PIL already kept the high byte of each 16-bit sample
         return np.asarray(im)

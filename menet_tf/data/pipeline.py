@@ -1,6 +1,6 @@
 """tf.data pipelines that turn validated pairs into (rainy, clean) crop batches.
 
-Every file is checked with PIL first (:func:`~menet_tf.data.pairs.validate_pairs`), so the
+Every file is checked with PIL first (:func:`~menet_tf.data.check.validate_pairs`), so the
 pipeline only decodes known-good 8-bit RGB files and crop offsets are fixed in Python
 (:mod:`menet_tf.data.crops`). Stages::
 
@@ -20,7 +20,8 @@ import os
 
 from menet_tf.errors import DataError
 from menet_tf.data.crops import _crop_hw, crop_indices, crop_plan
-from menet_tf.data.pairs import Pair, validate_pairs
+from menet_tf.data.check import validate_pairs
+from menet_tf.data.pairs import Pair
 
 MODES = ("five_crop", "random")
 DEFAULT_SHUFFLE_BUFFER = 500
@@ -99,45 +100,15 @@ def crop_dataset(source, *, batch_size=20, crop_size=224, num_crops=10, mode="fi
                  full_check=True, layout="auto", num_parallel_calls=None, progress=False):
     """Build the (rainy, clean) crop pipeline; see :func:`train_dataset` for the arguments."""
     tf = _tf()
-    if mode not in MODES:
-        raise DataError(f"unknown crop mode {mode!r}; choose from {', '.join(MODES)}")
-    if int(batch_size) <= 0:
-        raise DataError(f"batch size must be positive, got {batch_size}")
-    if mode == "random" and int(num_crops) <= 0:
-        raise DataError(f"num_crops must be positive, got {num_crops}")
+    _check_crop_arguments(mode, batch_size, num_crops)
     ch, cw = _crop_hw(crop_size)
     flips = [i >= 5 for i in crop_indices(num_crops)] if mode == "five_crop" else None
     pairs = resolve_pairs(source, (ch, cw), lenient, convert, full_check, layout, progress)
     n, k = len(pairs), (len(flips) if flips else int(num_crops))
     parallel = num_parallel_calls or tf.data.AUTOTUNE
 
-    columns = {
-        "rainy": [p.rainy for p in pairs], "clean": [p.clean for p in pairs],
-        "height": [p.height for p in pairs], "width": [p.width for p in pairs],
-    }
-    if mode == "five_crop":
-        plans = [crop_plan(p.height, p.width, (ch, cw), num_crops) for p in pairs]
-        columns["tops"] = [[t for t, _, _ in plan] for plan in plans]
-        columns["lefts"] = [[l for _, l, _ in plan] for plan in plans]
-    ds = tf.data.Dataset.from_tensor_slices(
-        {key: tf.constant(val, tf.string if key in ("rainy", "clean") else tf.int32)
-         for key, val in columns.items()})
-
-    def decode(el):
-        out = dict(el)
-        out["image"] = _decode_pair(el["rainy"], el["clean"], el["height"], el["width"])
-        return out
-
-    if cache:  # decode once, keep decoded pairs (memory, or a file prefix if cache is a path)
-        ds = ds.map(decode, num_parallel_calls=parallel)
-        ds = ds.cache("" if cache is True else os.fspath(cache))
-        if shuffle:  # cached tensors are shared, not copied, by the shuffle buffer
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    else:
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(decode, num_parallel_calls=parallel)
-
+    ds = _pair_table(pairs, mode, (ch, cw), num_crops)
+    ds = _decoded(ds, cache, shuffle, n, seed, parallel)
     if mode == "five_crop":
         ds = ds.map(lambda el: _five_crops(el["image"], el["tops"], el["lefts"], flips, ch, cw),
                     num_parallel_calls=parallel)
@@ -151,14 +122,62 @@ def crop_dataset(source, *, batch_size=20, crop_size=224, num_crops=10, mode="fi
         ds = ds.shuffle(int(shuffle_buffer), seed=None if seed is None else seed + 1,
                         reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+    batches = _batch_count(n, k, batch_size, drop_remainder)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds = ds.map(_to_float_pair, num_parallel_calls=parallel)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_crop_arguments(mode, batch_size, num_crops):
+    if mode not in MODES:
+        raise DataError(f"unknown crop mode {mode!r}; choose from {', '.join(MODES)}")
+    if int(batch_size) <= 0:
+        raise DataError(f"batch size must be positive, got {batch_size}")
+    if mode == "random" and int(num_crops) <= 0:
+        raise DataError(f"num_crops must be positive, got {num_crops}")
+
+
+def _pair_table(pairs, mode, crop_hw, num_crops):
+    """One dataset element per pair: its two paths, its size and (five_crop) its crop corners."""
+    tf = _tf()
+    columns = {
+        "rainy": [p.rainy for p in pairs], "clean": [p.clean for p in pairs],
+        "height": [p.height for p in pairs], "width": [p.width for p in pairs],
+    }
+    if mode == "five_crop":
+        plans = [crop_plan(p.height, p.width, crop_hw, num_crops) for p in pairs]
+        columns["tops"] = [[t for t, _, _ in plan] for plan in plans]
+        columns["lefts"] = [[l for _, l, _ in plan] for plan in plans]
+    return tf.data.Dataset.from_tensor_slices(
+        {key: tf.constant(val, tf.string if key in ("rainy", "clean") else tf.int32)
+         for key, val in columns.items()})
+
+
+def _decoded(ds, cache, shuffle, n, seed, parallel):
+    """Decode each pair (once per session with ``cache``) and shuffle the pairs."""
+    def decode(el):
+        out = dict(el)
+        out["image"] = _decode_pair(el["rainy"], el["clean"], el["height"], el["width"])
+        return out
+
+    if cache:  # decode once, keep decoded pairs (memory, or a file prefix if cache is a path)
+        ds = ds.map(decode, num_parallel_calls=parallel)
+        ds = ds.cache("" if cache is True else os.fspath(cache))
+        if shuffle:  # cached tensors are shared, not copied, by the shuffle buffer
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return ds
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return ds.map(decode, num_parallel_calls=parallel)
+
+
+def _batch_count(n, k, batch_size, drop_remainder):
     total = n * k
     batches = total // batch_size if drop_remainder else -(-total // batch_size)
     if batches == 0:
         raise DataError(f"{n} pairs x {k} crops = {total} crops: fewer than one batch of "
                         f"{batch_size} (use a smaller batch size or keep the last partial batch)")
-    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    ds = ds.map(_to_float_pair, num_parallel_calls=parallel)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return batches
 
 
 def train_dataset(pairs_or_dir, batch_size=20, crop_size=224, num_crops=10, mode="five_crop",

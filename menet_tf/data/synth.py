@@ -211,21 +211,10 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
     ``size``: 'mixed' (481x321 and 321x481 like Rain100, 2:1), 'native' (photo as is) or a
     (width, height) tuple / 'WxH' string.
     """
-    if preset not in PRESETS:
-        raise DataError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if blend not in ("additive", "screen"):
-        raise DataError(f"unknown blend {blend!r}; choose additive or screen")
-    if count < 0 or test_count < 0 or count + test_count == 0:
-        raise DataError("--count and --test-count must be >= 0 and not both 0")
+    _check_settings(preset, blend, count, test_count)
     size = parse_size(size)
     out = os.fspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DataError(f"{out}: exists and is not a folder")
-    if os.path.isdir(out):
-        extra = set(os.listdir(out)) - {"train", "test", MARKER}
-        if extra:
-            raise DataError(f"{out}: folder holds files menet-tf synth did not write "
-                            f"(e.g. {sorted(extra)[0]}); choose an empty or new --out folder")
+    _check_out(out)
     photos = folder_photos(clean_dir) if clean_dir else skimage_photos()
     names = sorted(photos)
     jobs = [("train", i) for i in range(count)] + [("test", i) for i in range(test_count)]
@@ -233,29 +222,14 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
         split_dir = os.path.join(out, split)
         if n or os.path.isdir(split_dir):
             _prepare_dir(split_dir)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(jobs), desc=f"synth {preset}", unit="pair")
     psnrs = {"train": [], "test": []}
-    for split, i in jobs:
+    for split, i in _progress(jobs, progress, f"synth {preset}"):
         rng = np.random.default_rng([int(seed), _SPLIT_CODES[split], i])
         photo = photos[names[(i + _SPLIT_CODES[split]) % len(names)]]
         this_size = (RAIN100_SIZES[1] if i % 3 == 2 else RAIN100_SIZES[0]) \
             if size == "mixed" else size
-        clean = derive_clean(rng, photo, this_size)
-        streaks = rain_streaks(rng, clean.shape[0], clean.shape[1], preset)
-        rainy = add_rain(clean, streaks, blend)
-        folder = os.path.join(out, split)
-        save_rgb(clean, os.path.join(folder, f"norain-{i + 1}.png"))
-        save_rgb(rainy, os.path.join(folder, f"rain-{i + 1}.png"))
-        streak_rgb = np.repeat(np.round(streaks * 255).astype(np.uint8)[..., None], 3, axis=-1)
-        save_rgb(streak_rgb, os.path.join(folder, f"rainstreak-{i + 1}.png"))
-        psnrs[split].append(psnr(rainy, clean))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        psnrs[split].append(_write_pair(rng, photo, this_size, preset, blend,
+                                        os.path.join(out, split), i + 1))
     summary = {
         "preset": preset, "preset_params": asdict(PRESETS[preset]), "seed": int(seed),
         "count": int(count), "test_count": int(test_count), "blend": blend,
@@ -269,3 +243,43 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
     summary["folders"] = {s: os.path.join(out, s) for s, n in
                           (("train", count), ("test", test_count)) if n}
     return summary
+
+
+def _check_settings(preset, blend, count, test_count):
+    if preset not in PRESETS:
+        raise DataError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if blend not in ("additive", "screen"):
+        raise DataError(f"unknown blend {blend!r}; choose additive or screen")
+    if count < 0 or test_count < 0 or count + test_count == 0:
+        raise DataError("--count and --test-count must be >= 0 and not both 0")
+
+
+def _check_out(out):
+    """``out`` is new, or a folder that holds only what synth writes (never a user's files)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"{out}: exists and is not a folder")
+    if os.path.isdir(out):
+        extra = set(os.listdir(out)) - {"train", "test", MARKER}
+        if extra:
+            raise DataError(f"{out}: folder holds files menet-tf synth did not write "
+                            f"(e.g. {sorted(extra)[0]}); choose an empty or new --out folder")
+
+
+def _progress(jobs, progress, desc):
+    if not progress:
+        return jobs
+    from tqdm import tqdm
+
+    return tqdm(jobs, desc=desc, unit="pair")
+
+
+def _write_pair(rng, photo, size, preset, blend, folder, number):
+    """Write norain-N, rain-N and rainstreak-N; return the rainy image's PSNR."""
+    clean = derive_clean(rng, photo, size)
+    streaks = rain_streaks(rng, clean.shape[0], clean.shape[1], preset)
+    rainy = add_rain(clean, streaks, blend)
+    save_rgb(clean, os.path.join(folder, f"norain-{number}.png"))
+    save_rgb(rainy, os.path.join(folder, f"rain-{number}.png"))
+    streak_rgb = np.repeat(np.round(streaks * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    save_rgb(streak_rgb, os.path.join(folder, f"rainstreak-{number}.png"))
+    return psnr(rainy, clean)

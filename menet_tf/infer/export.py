@@ -1,6 +1,6 @@
 """Deploy a trained MENET without menet-tf: a SavedModel (TF Serving) or a TFLite file.
 
-Both run ``Derainer.serving_function`` of ``menet_tf.infer.derainer``: images in 0..255, reflection
+Both run ``Derainer.serving_function`` (``menet_tf.infer.derainer``): images in 0..255, reflection
 padding to the model's multiple inside the graph, the network in inference mode (BN folded),
 crop back. So any height and width works, and the exported arithmetic is the one ``derain`` runs.
 
@@ -27,9 +27,6 @@ import tensorflow as tf
 from menet_tf.errors import MenetError
 from menet_tf.files import atomic_write
 
-FORMATS = ("savedmodel", "tflite")
-
-
 def _prepare_target(path, force):
     if os.path.exists(path) and not force:
         raise MenetError(f"{path} exists; use --force to replace it")
@@ -44,21 +41,33 @@ def _replace(tmp, path):
     os.replace(tmp, path)
 
 
-def export_saved_model(derainer, path, force=False):
-    """Write a SavedModel of ``derainer`` (a menet_tf.infer.derainer.Derainer) to folder ``path``."""
+def _require_keras_model(derainer, what):
+    if derainer.model is None:
+        raise MenetError(f"{what} needs a Keras model (run folder, .keras or TF1 checkpoint),"
+                         " not an exported SavedModel")
+
+
+def _archive(derainer, specs):
+    """A Keras export archive with one endpoint per {name: input spec}, each running
+    ``derainer.serving_function`` (so the graph pads and crops like ``derain``)."""
     import keras
 
-    path = os.fspath(path)
-    _prepare_target(path, force)
-    if derainer.model is None:
-        raise MenetError("export needs a Keras model (run folder, .keras or TF1 checkpoint),"
-                         " not an exported SavedModel")
     archive = keras.export.ExportArchive()
     archive.track(derainer.model)
-    for name, dtype in (("serving_default", tf.float32), ("serve_uint8", tf.uint8)):
-        archive.add_endpoint(
-            name, lambda images: {"derained": derainer.serving_function(images)},
-            input_signature=[tf.TensorSpec([None, None, None, 3], dtype, name="images")])
+    for name, spec in specs.items():
+        archive.add_endpoint(name, lambda images: {"derained": derainer.serving_function(images)},
+                             input_signature=[spec])
+    return archive
+
+
+def export_saved_model(derainer, path, force=False):
+    """Write a SavedModel of ``derainer`` (a ``Derainer``) to the folder ``path``."""
+    path = os.fspath(path)
+    _prepare_target(path, force)
+    _require_keras_model(derainer, "export")
+    archive = _archive(derainer, {
+        name: tf.TensorSpec([None, None, None, 3], dtype, name="images")
+        for name, dtype in (("serving_default", tf.float32), ("serve_uint8", tf.uint8))})
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -89,8 +98,7 @@ def _write_info(folder, derainer, **extra):
 
 def tflite_bytes(derainer, size, quantize=None):
     """The TFLite flatbuffer of ``derainer`` for float32 input [1, H, W, 3] (``size`` = (H, W))."""
-    if derainer.model is None:
-        raise MenetError("TFLite export needs a Keras model, not an exported SavedModel")
+    _require_keras_model(derainer, "TFLite export")
     if quantize not in (None, "dynamic"):
         raise MenetError(f"unknown quantisation {quantize!r}; only 'dynamic' is supported")
     height, width = (int(v) for v in size)
@@ -98,13 +106,8 @@ def tflite_bytes(derainer, size, quantize=None):
         raise MenetError(f"--size must be positive, got {height} {width}")
     # Through a fixed-size SavedModel: converting the concrete function directly does not
     # freeze Keras 3 variables (the flatbuffer came out without weights and returned NaN).
-    import keras
-
-    archive = keras.export.ExportArchive()
-    archive.track(derainer.model)
-    archive.add_endpoint(
-        "serving_default", lambda images: {"derained": derainer.serving_function(images)},
-        input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
+    archive = _archive(derainer, {
+        "serving_default": tf.TensorSpec([1, height, width, 3], tf.float32, name="images")})
     with tempfile.TemporaryDirectory(prefix="menet-tflite-") as tmp:
         archive.write_out(tmp, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, ["serving_default"])
@@ -139,13 +142,10 @@ def run_tflite(model_path_or_bytes, images):
 
     with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated" (still shipped)
         warnings.simplefilter("ignore")
-        Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
         if isinstance(model_path_or_bytes, (bytes, bytearray)):
-            interpreter = Interpreter(model_content=bytes(model_path_or_bytes))
+            interpreter = tf.lite.Interpreter(model_content=bytes(model_path_or_bytes))
         else:
-            interpreter = Interpreter(model_path=os.fspath(model_path_or_bytes))
+            interpreter = tf.lite.Interpreter(model_path=os.fspath(model_path_or_bytes))
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from menet_tf.data.images import DataWarning, _png_bit_depth, _sixteen_bit_to_uint8
+from menet_tf.data.images import DataWarning, png_bit_depth, sixteen_bit_to_uint8
 from menet_tf.errors import DataError
 from menet_tf.files import replacing
 
@@ -31,9 +31,30 @@ OUTPUT_FORMATS = {
 _FORMAT_OF_EXTENSION = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp",
                         ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
 
+#: PIL modes -> the words of the conversion warning.
+_MODE_NAMES = {"L": "grayscale", "1": "black-and-white", "LA": "grayscale+alpha",
+               "RGBA": "RGBA (alpha dropped)", "P": "palette", "PA": "palette+alpha",
+               "CMYK": "CMYK"}
+
 
 def is_photo(name):
     return name.lower().endswith(PHOTO_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def _folder_photos(folder, recursive):
+    """[(path, path inside ``folder``)] of the photos in ``folder``, sorted, hidden entries
+    skipped; sub-folders only with ``recursive``."""
+    if not recursive:
+        return [(os.path.join(folder, f), f) for f in sorted(os.listdir(folder))
+                if is_photo(f) and os.path.isfile(os.path.join(folder, f))]
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if is_photo(f):
+                path = os.path.join(root, f)
+                found.append((path, os.path.relpath(path, folder)))
+    return found
 
 
 def list_photos(inputs, recursive=False):
@@ -41,38 +62,23 @@ def list_photos(inputs, recursive=False):
     and glob patterns, in the order given, each file once. The relative name (path inside its
     folder, or the file name) is what the output is named after."""
     found, seen = [], set()
-
-    def add(path, rel):
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            found.append((path, rel))
-
-    for item in inputs:
-        item = os.fspath(item)
+    for item in map(os.fspath, inputs):
         if os.path.isdir(item):
-            if recursive:
-                for root, dirs, files in os.walk(item):
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                    for f in sorted(files):
-                        if is_photo(f):
-                            path = os.path.join(root, f)
-                            add(path, os.path.relpath(path, item))
-            else:
-                for f in sorted(os.listdir(item)):
-                    path = os.path.join(item, f)
-                    if is_photo(f) and os.path.isfile(path):
-                        add(path, f)
+            entries = _folder_photos(item, recursive)
         elif os.path.isfile(item):
-            add(item, os.path.basename(item))
+            entries = [(item, os.path.basename(item))]
         elif glob.has_magic(item):
             matches = sorted(p for p in glob.glob(item, recursive=recursive) if os.path.isfile(p))
             if not matches:
                 raise DataError(f"{item}: no file matches this pattern")
-            for path in matches:
-                add(path, os.path.basename(path))
+            entries = [(path, os.path.basename(path)) for path in matches]
         else:
             raise DataError(f"{item}: no such file or folder")
+        for path, rel in entries:
+            key = os.path.abspath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append((path, rel))
     return found
 
 
@@ -96,11 +102,11 @@ def read_photo(path):
         with Image.open(path) as im:
             im.load()
             sixteen = (im.mode.startswith("I;16") or im.mode in ("I", "F")
-                       or (im.format == "PNG" and _png_bit_depth(path) == 16))
+                       or (im.format == "PNG" and png_bit_depth(path) == 16))
             mode = im.mode
             im = ImageOps.exif_transpose(im)
             if sixteen:
-                arr = _sixteen_bit_to_uint8(path, im)
+                arr = sixteen_bit_to_uint8(path, im)
             else:
                 arr = np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
@@ -110,9 +116,7 @@ def read_photo(path):
     if sixteen:
         warnings.warn(f"{path}: 16-bit image, converted to 8 bits", DataWarning, stacklevel=2)
     elif mode != "RGB":
-        kind = {"L": "grayscale", "1": "black-and-white", "LA": "grayscale+alpha",
-                "RGBA": "RGBA (alpha dropped)", "P": "palette", "PA": "palette+alpha",
-                "CMYK": "CMYK"}.get(mode, f"mode {mode}")
+        kind = _MODE_NAMES.get(mode, f"mode {mode}")
         warnings.warn(f"{path}: {kind} image, converted to RGB", DataWarning, stacklevel=2)
     return arr
 

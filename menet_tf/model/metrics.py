@@ -2,15 +2,14 @@
 computed faster: what every training step, validation and the authors' evaluation protocol use.
 
 Why not ``tf.image.ssim`` itself: it filters each of its four maps with a full 11x11 Gaussian
-(121 taps per value, one depthwise convolution each). On a CPU without oneDNN's depthwise
-kernels that cost 2.4 s per batch of 20 crops of 224x224, more than a quarter of a MENET-GB
-training step (2-core AMD EPYC, ``benchmarks/bench_metrics.py``). The Gaussian of
+(121 taps per value, one depthwise convolution each), which on a CPU without oneDNN's depthwise
+kernels cost a large share of a MENET-GB training step (docs/speed.md). The Gaussian of
 ``tf.image.ssim`` is separable (an outer product of one 1-D Gaussian), so ``ssim`` here filters
 the four maps stacked as channels, once along the width and once along the height (22 taps),
-in float64: about 7x cheaper there, and closer to the exact value than ``tf.image.ssim``'s own
-float32 arithmetic (measured on the reference batch: 4e-8 relative off a float64 evaluation of
-the 2-D filter, against 3e-6 for ``tf.image.ssim``). Same definition otherwise: k1 0.01, k2 0.03,
-VALID filtering, mean over the map and the channels.
+in float64: several times cheaper, and closer to the exact value than ``tf.image.ssim``'s own
+float32 arithmetic (on the reference batch: 4e-8 relative off a float64 evaluation of the 2-D
+filter, against 3e-6 for ``tf.image.ssim``). Same definition otherwise: k1 0.01, k2 0.03, VALID
+filtering, mean over the map and the channels.
 
 The NumPy forms of the same two rules live here too (one home for PSNR and for the Gaussian
 window): the evaluation protocols and the synthetic set's report use them. TensorFlow is imported

@@ -11,17 +11,18 @@ Step 5 reuses the tape of step 1 with ``output_gradients=w``, so the network is 
 import keras
 import tensorflow as tf
 
-from menet_tf.model import losses as losses_lib
-from menet_tf.config import PRECISIONS, ExperimentConfig
+from menet_tf.config import PRECISIONS, ExperimentConfig, released_config
 from menet_tf.errors import ConfigError
+from menet_tf.model import losses as losses_lib
+from menet_tf.model.conv_gradient import conv_filter_gradient
 from menet_tf.model.metrics import image_metrics
-from menet_tf.model.network import MENET, conv_filter_gradient, record_shared_layer
+from menet_tf.model.network import MENET, record_shared_layer
 from menet_tf.model.weighting import make_weighting
 
 
-def _sum_over_replicas(values, reduce_op):
-    """Task statistics must be global under tf.distribute (GB uses gradients summed over all
-    replicas). A no-op with a single replica."""
+def _across_replicas(values, reduce_op):
+    """``values`` reduced (SUM or MEAN) over the replicas: task statistics must be global under
+    tf.distribute (GB uses gradients summed over all replicas). A no-op with a single replica."""
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return values
@@ -37,7 +38,7 @@ def num_replicas():
 def all_finite(gradients):
     """True when every gradient of EVERY replica is finite, so all replicas skip a step alike."""
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
-    bad = _sum_over_replicas(tf.cast(tf.logical_not(finite), tf.float32), tf.distribute.ReduceOp.SUM)
+    bad = _across_replicas(tf.cast(tf.logical_not(finite), tf.float32), tf.distribute.ReduceOp.SUM)
     return tf.equal(bad, 0.0)
 
 
@@ -46,34 +47,32 @@ def apply_if_finite(optimizer, gradients, variables, finite):
     slots, iterations). In the graph (tf.cond), so the step never leaves it.
 
     A LossScaleOptimizer skips non-finite steps itself (and halves its scale) but looks at one
-    replica's gradients only; it gets NaN gradients on every replica when any replica had one.
-    Other optimizers are applied under a cond, taken in cross-replica context when the strategy
-    needs merge_call (a cond may not hold a merge_call in replica context).
+    replica's gradients only, so it is given NaN gradients on every replica when any replica had
+    one. Other optimizers are applied under a cond, taken in cross-replica context when the
+    strategy needs merge_call (a cond may not hold a merge_call in replica context).
     """
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         poison = tf.where(finite, 0.0, float("nan"))
         optimizer.apply([None if g is None else g + tf.cast(poison, g.dtype) for g in gradients],
                         variables)
-        return
+    elif tf.__internal__.distribute.strategy_supports_no_merge_call():
+        _only_if(finite, lambda: optimizer.apply(gradients, variables))
+    else:
+        def cross_replica(distribution, gradients, finite):
+            finite = distribution.experimental_local_results(finite)[0]  # alike on every replica
+            _only_if(finite, lambda: distribution.extended.call_for_each_replica(
+                lambda g: optimizer.apply(g, variables), args=(gradients,)))
 
-    def apply():
-        optimizer.apply(gradients, variables)
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, finite))
 
-    if tf.__internal__.distribute.strategy_supports_no_merge_call():
-        tf.cond(finite, apply, lambda: None)
-        return
 
-    def cross_replica(distribution, gradients, finite):
-        finite = distribution.experimental_local_results(finite)[0]  # alike on every replica
+def _only_if(condition, action):
+    """Run ``action`` (its result unused) in the graph only when ``condition`` holds."""
 
-        def apply_on_replicas():
-            distribution.extended.call_for_each_replica(
-                lambda g: optimizer.apply(g, variables), args=(gradients,)
-            )
+    def run():
+        action()
 
-        tf.cond(finite, apply_on_replicas, lambda: None)
-
-    tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients, finite))
+    tf.cond(condition, run, lambda: None)
 
 
 class ReplicatedCount(keras.metrics.Metric):
@@ -161,7 +160,7 @@ class MultiTaskMENET(MENET):
         with tf.GradientTape(persistent=True) as tape, record_shared_layer() as shared:
             derained = self(rainy, training=training)
             task_losses = self.compute_task_losses(clean, derained)
-        global_losses = _sum_over_replicas(task_losses, tf.distribute.ReduceOp.MEAN)
+        global_losses = _across_replicas(task_losses, tf.distribute.ReduceOp.MEAN)
         norms = None
         if self.weighting.needs_gradient_norms:
             norms = self._shared_gradient_norms(
@@ -177,7 +176,7 @@ class MultiTaskMENET(MENET):
         With ``shared_io`` = (layer5 input, layer5 output) recorded in the forward pass, each
         task's gradient is taken only down to layer5's output (the few ops between layer5 and
         the losses), and the kernel gradients of all tasks come from ONE filter gradient
-        (``network.conv_filter_gradient``) with the tasks' output gradients stacked on the
+        (``conv_gradient.conv_filter_gradient``) with the tasks' output gradients stacked on the
         channel axis (the kernel gradient is linear in them, so this is the same math as one
         tape.gradient per task and kernel).
 
@@ -185,31 +184,39 @@ class MultiTaskMENET(MENET):
         taken of S * L_i / L_i (denominator constant, S the loss scale) and multiplied back by
         L_i / S in float32: the same value, with half-precision intermediates of order S.
         """
-        share = 1.0 / num_replicas()
-        kernel = self.shared_kernel
-        if self.compute_dtype == "float16":
-            scale = self._loss_scale()
-            scale = tf.constant(1.0) if scale is None else scale
-            seeds = [tf.math.divide_no_nan(scale, loss) for loss in task_losses]
-            factors = [loss * share / scale for loss in task_losses]
-        else:
-            seeds = [None] * len(task_losses)
-            factors = [share] * len(task_losses)
-        if shared_io is not None:
-            x5, y5 = shared_io
-            outputs = [tape.gradient(loss, y5, output_gradients=seed)
-                       for loss, seed in zip(task_losses, seeds)]
-            sizes = [*kernel.shape[:3], y5.shape[-1] * len(outputs)]  # static, for XLA too
-            stacked = conv_filter_gradient(x5, tf.concat(outputs, axis=-1), sizes)
-            gradients = tf.split(stacked, len(outputs), axis=-1)
-            if self.compute_dtype != "float16":  # float16's outputs carry S / L_i, not 1
-                tape.menet_shared_tail = (y5, outputs, gradients)  # for _objective_gradients
-        else:
-            gradients = [tape.gradient(loss, kernel, output_gradients=seed)
+        seeds, factors = self._norm_seeds(task_losses)
+        if shared_io is None:
+            gradients = [tape.gradient(loss, self.shared_kernel, output_gradients=seed)
                          for loss, seed in zip(task_losses, seeds)]
+        else:
+            gradients = self._kernel_gradients_from_layer5(tape, task_losses, seeds, *shared_io)
         shared = [tf.cast(g, tf.float32) * f for g, f in zip(gradients, factors)]
-        shared = _sum_over_replicas(shared, tf.distribute.ReduceOp.SUM)
+        shared = _across_replicas(shared, tf.distribute.ReduceOp.SUM)
         return [tf.norm(g) for g in shared]
+
+    def _norm_seeds(self, task_losses):
+        """(output gradients, factors) with which each task's kernel gradient, times its factor,
+        is this replica's share of dL_i/dK5: 1 / num_replicas, or in float16 S / L_i then
+        L_i / (S * num_replicas)."""
+        share = 1.0 / num_replicas()
+        if self.compute_dtype != "float16":
+            return [None] * len(task_losses), [share] * len(task_losses)
+        scale = self._loss_scale()
+        scale = tf.constant(1.0) if scale is None else scale
+        seeds = [tf.math.divide_no_nan(scale, loss) for loss in task_losses]
+        return seeds, [loss * share / scale for loss in task_losses]
+
+    def _kernel_gradients_from_layer5(self, tape, task_losses, seeds, x5, y5):
+        """Each task's gradient down to layer5's output y5, then all tasks' kernel gradients as
+        one filter gradient of layer5's input x5 with those output gradients stacked."""
+        outputs = [tape.gradient(loss, y5, output_gradients=seed)
+                   for loss, seed in zip(task_losses, seeds)]
+        sizes = [*self.shared_kernel.shape[:3], y5.shape[-1] * len(outputs)]  # static, for XLA too
+        stacked = conv_filter_gradient(x5, tf.concat(outputs, axis=-1), sizes)
+        gradients = tf.split(stacked, len(outputs), axis=-1)
+        if self.compute_dtype != "float16":  # float16's outputs carry S / L_i, not 1
+            tape.menet_shared_tail = (y5, outputs, gradients)  # for _objective_gradients
+        return gradients
 
     def _loss_scale(self):
         """The current dynamic loss scale (float16), None without loss scaling."""
@@ -223,7 +230,7 @@ class MultiTaskMENET(MENET):
         objective = tf.add_n([w * l for w, l in zip(weights, task_losses)])
         psnr, ssim = image_metrics(tf.cast(clean, tf.float32), tf.cast(derained, tf.float32))
         # Global too, so every logged value is the same on every replica.
-        psnr, ssim = _sum_over_replicas([psnr, ssim], tf.distribute.ReduceOp.MEAN)
+        psnr, ssim = _across_replicas([psnr, ssim], tf.distribute.ReduceOp.MEAN)
         values = {"loss": objective, "psnr": psnr, "ssim": ssim}
         for name, loss, weight in zip(self.task_names, task_losses, weights):
             values[name] = loss
@@ -354,20 +361,21 @@ def make_optimizer(config, steps_per_epoch=None):
 
 
 def resolve_jit_compile(setting):
-    """"auto": XLA on GPUs only. Re-measured with the fused batch norm on this project's 2-core
-    CPU (AMD EPYC, TF 2.21, oneDNN): an XLA-compiled MENET-GB step (batch 20, 224x224) took
-    5.30 s of CPU time against 1.61 s without XLA, interleaved in one process (the plain
-    graph runs oneDNN's kernels, XLA's CPU backend does not), so a CPU runs the plain graph."""
+    """Whether to compile with XLA: "auto" on GPUs only, "on"/"off" or a bool as given.
+
+    Why not on a CPU: the plain graph runs TensorFlow's oneDNN convolutions there, which XLA's
+    CPU backend does not use, and an XLA-compiled MENET-GB training step measured several times
+    slower than the plain graph (docs/speed.md, "XLA")."""
     if setting == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
+    if setting in ("on", "off"):
+        return setting == "on"
     return bool(setting)
 
 
 def build_model(config, steps_per_epoch=None):
     """The compiled MultiTaskMENET of an ExperimentConfig (or a released model's name)."""
     if isinstance(config, str):
-        from menet_tf.config import released_config
-
         config = released_config(config)
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"build_model needs an ExperimentConfig or a name, got {type(config)}")

@@ -8,13 +8,11 @@ import pytest
 
 import menet_tf
 from menet_tf.authors import graphs as authors
+from menet_tf.authors import session
 from menet_tf.authors import checkpoint as tf1
 from menet_tf.cli.main import main
 from menet_tf.model.network import MENET
 
-from conftest import shared_path
-
-GRAPHS = shared_path("MENET_AUTHORS_GRAPHS", "reference/authors_graphs")
 RELEASED_16 = {
     "light": ["ModelShallowNew", "ModelShallowNewCa", "ModelShallowNewEdgeFixed",
               "ModelShallowNewEdgeGradBalance", "ModelShallowNewEdgeLossBalance",
@@ -27,13 +25,6 @@ RELEASED_16 = {
 }
 KEYS = sorted(f"{r}/{n}" for r, names in RELEASED_16.items() for n in names)
 GB = "ModelShallowNewCaEdgeGramGradBalance"
-
-
-@pytest.fixture(scope="module")
-def released():
-    if not GRAPHS.is_dir():
-        pytest.skip(f"authors' graphs not found at {GRAPHS}")
-    return {m.key: m for m in authors.find_released(GRAPHS)}
 
 
 def test_finds_all_16_released_models_and_says_their_data_is_missing(released):
@@ -107,12 +98,13 @@ def test_missing_data_file_is_said_in_one_line(released, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def gb_graph(released, reference_dir):
-    graph = authors.AuthorsGraph(released[f"light/{GB}"].meta_path)
+    graph = session.AuthorsGraph(released[f"light/{GB}"].meta_path)
     graph.restore(reference_dir / GB / "checkpoint" / "model.final-100")
     yield graph
     graph.close()
 
 
+@pytest.mark.slow  # the authors' graph at its fixed shape, 20x224x224
 def test_authors_graph_reproduces_what_the_authors_graph_computed(gb_graph, reference_dir):
     """The fixture's numbers came from the same graph: the loader must run it faithfully."""
     expected = np.load(reference_dir / GB / "expected.npz")
@@ -160,9 +152,9 @@ def test_assign_reset_and_save_round_trip_to_the_port(gb_graph, tmp_path):
 
 
 def test_seeded_initialisation_is_reproducible_and_gives_real_images(released):
-    graph = authors.AuthorsGraph(released["light/ModelShallowNewEdgeFixed"].meta_path)
+    graph = session.AuthorsGraph(released["light/ModelShallowNewEdgeFixed"].meta_path)
     try:
-        rainy, _ = authors.synthetic_batch(2, 64, seed=3)
+        rainy, _ = session.synthetic_batch(2, 64, seed=3)
         graph.initialise(seed=0)
         a, out = graph.variables(), graph.infer(rainy)
         graph.initialise(seed=0)
@@ -181,7 +173,7 @@ def test_caformer_block_rescales_without_the_residual():
     """What the Caformer graphs compute (read off them): h * s, the Ca block h + h * s."""
     import tensorflow as tf
 
-    from menet_tf.model.network import CaformerAttention, ChannelAttention
+    from menet_tf.model.layers import CaformerAttention, ChannelAttention
 
     h = tf.random.uniform([2, 16, 16, 64], seed=1)
     ca, caformer = ChannelAttention(), CaformerAttention()
@@ -200,11 +192,11 @@ def test_import_tf1_reads_a_caformer_checkpoint_off_its_variables(released, tmp_
     model that de-rains exactly as the authors' graph does."""
     import keras
 
-    graph = authors.AuthorsGraph(released["heavy/ModelShallowNewCaformer"].meta_path)
+    graph = session.AuthorsGraph(released["heavy/ModelShallowNewCaformer"].meta_path)
     try:
         graph.initialise(seed=2)
         prefix = graph.save(tmp_path / "caformer" / "model.final-100")
-        rainy, _ = authors.synthetic_batch(2, 48, seed=5)
+        rainy, _ = session.synthetic_batch(2, 48, seed=5)
         expected = graph.infer(rainy)
     finally:
         graph.close()

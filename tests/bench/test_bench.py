@@ -11,11 +11,11 @@ import tensorflow as tf
 
 import menet_tf
 from menet_tf.bench import speed as bench
+from menet_tf.bench import timing
 from menet_tf.cli.main import main
 
-from conftest import shared_path
+from conftest import GRAPHS
 
-GRAPHS = shared_path("MENET_AUTHORS_GRAPHS", "reference/authors_graphs")
 HAVE_GRAPHS = (GRAPHS / "light" / "ModelShallowNewCaEdgeGramGradBalance").is_dir()
 PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -77,11 +77,11 @@ def test_bench_refuses_a_missing_authors_folder(tmp_path, capsys):
 
 
 def test_summaries_and_interleaving():
-    s = bench.summarize([3.0, 1.0, 2.0], [0.5, 0.5, 0.7], items=4)
+    s = timing.summarize([3.0, 1.0, 2.0], [0.5, 0.5, 0.7], items=4)
     assert s["median_s"] == 2.0 and s["spread"] == 1.0 and s["per_item_s"] == 0.5
     assert s["cpu_median_s"] == 0.5
     order = []
-    timed = bench.time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+    timed = timing.time_interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                                    repeats=2, warmup=1)
     assert order == ["a", "b"] * 3  # turns, warm-up round included
     assert len(timed["a"]["runs_s"]) == 2

@@ -12,18 +12,7 @@ import pytest
 from menet_tf.compare import run as compare
 from menet_tf.cli.main import main
 
-from conftest import shared_path
-
-GRAPHS = shared_path("MENET_AUTHORS_GRAPHS", "reference/authors_graphs")
-
-
-@pytest.fixture(scope="module")
-def released():
-    if not GRAPHS.is_dir():
-        pytest.skip(f"authors' graphs not found at {GRAPHS}")
-    from menet_tf.authors import graphs as authors
-
-    return {m.key: m for m in authors.find_released(GRAPHS)}
+from conftest import GRAPHS
 
 
 def _summary(entry):
@@ -31,6 +20,7 @@ def _summary(entry):
                       default=str, indent=1)
 
 
+@pytest.mark.slow  # the authors' graph at its fixed shape, 20x224x224
 def test_deep_model_agrees(released):
     """The deep GB model (16 blocks, attention, three tasks, GB); the float64 arbiter is run on
     the Caformer model below (in float64 the deep model's batch alone needs GBs)."""
@@ -45,7 +35,13 @@ def test_deep_model_agrees(released):
                                              "weight_mse", "weight_texture", "weight_edge"}
 
 
-def test_cli_compares_a_caformer_model_and_writes_the_report(released, tmp_path, capsys):
+@pytest.mark.slow  # the authors' graph at its fixed shape, 20x224x224
+def test_cli_compares_a_caformer_model_and_writes_the_report(released, tmp_path, capsys, monkeypatch):
+    # The timing is checked for being reported, not for its value: one round, no warm-up round
+    # (one Adam step and two inferences fewer on each side).
+    timed = compare.time_interleaved
+    monkeypatch.setattr(compare, "time_interleaved",
+                        lambda callables, **kw: timed(callables, **{**kw, "warmup": 0}))
     out = tmp_path / "report"
     code = main(["compare-authors", str(GRAPHS), "--out", str(out), "--variant",
                  "ModelShallowNewCaformerEdgeGradBalance", "--steps", "1", "--timing-repeats", "1",
@@ -81,6 +77,7 @@ def _break_momentum(model):
         layer.momentum = 0.9
 
 
+@pytest.mark.slow  # the authors' graph at its fixed shape, 20x224x224
 def test_a_wrong_port_fails_the_comparison_with_a_nonzero_exit(released, tmp_path, monkeypatch, capsys):
     real_build = compare.build_port
 

@@ -1,4 +1,5 @@
-"""menet_tf.evaluation.scoring: the metrics against independent values, and `menet-tf evaluate` end to end.
+"""menet_tf.evaluation.protocols and .scoring: the metrics against independent values, and
+`menet-tf evaluate` end to end.
 
 The Y conversion and SSIM are pinned against scikit-image with MATLAB-style settings and against
 values worked out by hand; the authors' protocol must give what `menet-tf train` reported.
@@ -11,8 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from menet_tf.evaluation.scoring import (
-    format_summary, gaussian_window, psnr, rgb_to_y, ssim, whole_image_scores, write_results)
+from menet_tf.evaluation.protocols import gaussian_window, psnr, rgb_to_y, ssim, whole_image_scores
+from menet_tf.evaluation.scoring import format_summary, write_results
 
 
 def _images(seed=0, shape=(40, 52, 3)):
@@ -114,6 +115,28 @@ def test_infinite_psnr_is_written_and_printed_as_inf(tmp_path):
     assert "inf" in format_summary(summary)
 
 
+def test_evaluate_takes_the_model_as_source_and_the_old_model_flag_as_a_name(capsys):
+    from menet_tf.cli.evaluate import model_and_name
+    from menet_tf.cli.main import build_parser
+    from menet_tf.errors import MenetError
+
+    def parse(*argv):
+        return model_and_name(build_parser().parse_args(["evaluate", *argv, "--data", "D",
+                                                         "-o", "O"]))
+
+    assert parse("runs/gb") == ("runs/gb", None)
+    assert parse("--model", "runs/gb", "--model-name", "MENET-GB") == ("runs/gb", "MENET-GB")
+    assert "deprecated" not in capsys.readouterr().err
+    # 0.1: --model was the released name; still read so for one release, with a warning.
+    assert parse("ckpt/model.final-100", "--model", "MENET-GB") == ("ckpt/model.final-100",
+                                                                    "MENET-GB")
+    assert "--model NAME is deprecated" in capsys.readouterr().err
+    with pytest.raises(MenetError, match="no model given"):
+        parse()
+    with pytest.raises(MenetError, match="two models"):
+        parse("runs/a", "--model", "runs/b")
+
+
 # ---- evaluate end to end ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -151,8 +174,8 @@ def test_evaluate_cli_writes_every_protocol(tiny_run, tmp_path, capsys):
 
     data, run = tiny_run
     out = tmp_path / "eval"
-    assert main(["evaluate", str(run / "model.keras"), "--data", str(data), "--out", str(out),
-                 "--crop-size", "32", "--batch-size", "8", "--save-images", "1"]) == 0
+    assert main(["evaluate", str(run / "model.keras"), "--data", str(data), "-o", str(out),
+                 "--crop-size", "32", "--batch-size", "8", "--save-images", "1", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "authors" in printed and "rgb" in printed
     summary = json.loads((out / "summary.json").read_text())

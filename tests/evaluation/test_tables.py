@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import shared_path
-from menet_tf.evaluation import tables as experiments
+from menet_tf.evaluation import table_plan, table_run, tabulate
 from menet_tf.config import RELEASED
 from menet_tf.errors import ConfigError, DataError
 
@@ -18,10 +18,10 @@ from menet_tf.errors import ConfigError, DataError
 
 @pytest.mark.parametrize("name, rows", [("table1", 8), ("table2", 4), ("table4", 3), ("menet", 1)])
 def test_table_files_name_released_configurations(name, rows):
-    spec = experiments.load_table(name)
+    spec = table_plan.load_table(name)
     assert len(spec["rows"]) == rows
     for row in spec["rows"]:
-        config = experiments.row_config(row)
+        config = table_plan.row_config(row)
         released = row["config"].split("/")[-1][:-5]
         assert config.name == released and released in RELEASED
         assert config.to_dict() == RELEASED[released].to_dict()
@@ -30,7 +30,7 @@ def test_table_files_name_released_configurations(name, rows):
 
 
 def test_table1_numbers_equal_the_spec_and_two_rows_are_marked_swapped():
-    spec = experiments.load_table("table1")
+    spec = table_plan.load_table("table1")
     swapped = [r["id"] for r in spec["rows"] if r.get("swapped_in_authors_log")]
     assert swapped == ["Lp-Le-Lt-GB", "Lp-Le-Lt-LB"]
     path = shared_path("MENET_SPEC", "reference/MENET_SPEC.md")
@@ -50,27 +50,41 @@ def test_table1_numbers_equal_the_spec_and_two_rows_are_marked_swapped():
 
 def test_unknown_experiment_and_row_are_refused():
     with pytest.raises(ConfigError, match="unknown experiment 'table9'.*table1"):
-        experiments.load_table("table9")
+        table_plan.load_table("table9")
     with pytest.raises(ConfigError, match="no row"):
-        experiments.subset("table1", ["Lp", "NoSuchRow"])
+        table_plan.subset("table1", ["Lp", "NoSuchRow"])
 
 
 def test_vgg_row_needs_a_weights_file(tmp_path):
-    row = experiments.load_table("table4")["rows"][1]
-    assert "downloads nothing" in experiments.vgg_problem(experiments.row_config(row))
-    missing = experiments.row_config(row, vgg_weights=str(tmp_path / "vgg.h5"))
-    assert "not found" in experiments.vgg_problem(missing)
+    row = table_plan.load_table("table4")["rows"][1]
+    assert "downloads nothing" in table_plan.vgg_problem(table_plan.row_config(row))
+    missing = table_plan.row_config(row, vgg_weights=str(tmp_path / "vgg.h5"))
+    assert "not found" in table_plan.vgg_problem(missing)
     (tmp_path / "vgg.h5").write_bytes(b"x")
-    assert experiments.vgg_problem(experiments.row_config(row, vgg_weights=str(tmp_path / "vgg.h5"))) is None
+    assert table_plan.vgg_problem(table_plan.row_config(row, vgg_weights=str(tmp_path / "vgg.h5"))) is None
 
 
 def test_quick_settings_override_crops_but_not_explicit_choices():
-    spec = experiments.load_table("table1")
+    spec = table_plan.load_table("table1")
     row = spec["rows"][0]
-    quick = experiments.row_config(row, quick=spec["quick"], overrides={"crop_size": None})
+    quick = table_plan.row_config(row, quick=spec["quick"], overrides={"crop_size": None})
     assert (quick.train.crop_size, quick.train.batch_size) == (64, 20)
-    mine = experiments.row_config(row, quick=spec["quick"], overrides={"crop_size": 96})
+    mine = table_plan.row_config(row, quick=spec["quick"], overrides={"crop_size": 96})
     assert mine.train.crop_size == 96
+
+
+def test_old_spellings_of_table_flags_still_work_for_one_release(capsys):
+    from menet_tf.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["table", "table1", "--runs", "R", "--no-jit"])
+    assert (args.out, args.jit_compile) == ("R", "off")
+    err = capsys.readouterr().err
+    assert "--runs is deprecated" in err and "use -o/--out" in err
+    assert "--no-jit is deprecated" in err and "use --jit-compile off" in err
+    args = build_parser().parse_args(["table", "table1", "-o", "R", "--jit-compile", "on"])
+    assert (args.out, args.jit_compile, args.quiet) == ("R", "on", False)
+    assert main(["table", "table1"]) == 1
+    assert "-o/--out is required" in capsys.readouterr().err
 
 
 # ---- missing data ----------------------------------------------------------------------------
@@ -79,7 +93,7 @@ def test_missing_data_stops_at_once_saying_what_to_get_and_how_to_check(tmp_path
     from menet_tf.cli.main import main
 
     data, runs = tmp_path / "Rain100H", tmp_path / "runs"
-    assert main(["table", "table1", "--data", str(data), "--runs", str(runs)]) == 1
+    assert main(["table", "table1", "--data", str(data), "-o", str(runs)]) == 1
     err = capsys.readouterr().err
     for needed in (str(data), "RainTrainH", "Rain100H (100 pairs)", f"{data}/train/",
                    f"{data}/test/", f"menet-tf data check {data} --expect Rain100H"):
@@ -93,7 +107,7 @@ def test_missing_data_stops_at_once_saying_what_to_get_and_how_to_check(tmp_path
                size="64x48", progress=False)
     (tmp_path / "syn" / "train").rename(data / "train")
     with pytest.raises(DataError, match="no test/ folder"):
-        experiments.run_table("table1", str(runs), str(data))
+        table_run.run_table("table1", str(runs), str(data))
 
 
 def test_quick_form_falls_back_to_the_synthetic_set_with_a_message(tmp_path, monkeypatch):
@@ -103,10 +117,10 @@ def test_quick_form_falls_back_to_the_synthetic_set_with_a_message(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(menet_tf.data, "synthesize", lambda out, **kw: made.append((out, kw)))
     said = []
-    data, synthetic = experiments.quick_data(str(tmp_path / "nowhere"), said.append)
+    data, synthetic = table_plan.quick_data(str(tmp_path / "nowhere"), said.append)
     assert synthetic and data == "data/synthetic/light" and made[0][1]["preset"] == "light"
     assert "synthetic" in said[0] and "nowhere" in said[0]
-    assert experiments.quick_data(str(tmp_path), said.append) == (str(tmp_path), False)
+    assert table_plan.quick_data(str(tmp_path), said.append) == (str(tmp_path), False)
 
 
 # ---- a tiny table end to end -----------------------------------------------------------------
@@ -122,7 +136,7 @@ def tiny_set(tmp_path_factory):
 
 
 TINY = ["--crop-size", "32", "--batch-size", "8", "--depth", "1", "--eval-crop-size", "32",
-        "--no-jit", "--grid-images", "2"]
+        "--jit-compile", "off", "--grid-images", "2"]
 
 
 def test_tiny_table_trains_evaluates_resumes_and_writes_table_and_figures(tiny_set, tmp_path, capsys):
@@ -131,12 +145,12 @@ def test_tiny_table_trains_evaluates_resumes_and_writes_table_and_figures(tiny_s
 
     runs = tmp_path / "table4"
     # A half-done row: MSE-Edge trained for 2 of the 3 steps the table asks.
-    spec = experiments.load_table("table4")
-    edge = experiments.row_config(spec["rows"][2], overrides={"crop_size": 32, "batch_size": 8,
-                                                             "depth": 1, "no_jit": True})
+    spec = table_plan.load_table("table4")
+    edge = table_plan.row_config(spec["rows"][2], overrides={"crop_size": 32, "batch_size": 8,
+                                                            "depth": 1, "no_jit": True})
     train_run(edge, str(tiny_set), str(runs / "MSE-Edge"), steps=2, tensorboard=False,
               progress=False, log=None)
-    assert main(["table", "table4", "--runs", str(runs), "--data", str(tiny_set), "--steps", "3",
+    assert main(["table", "table4", "-o", str(runs), "--data", str(tiny_set), "--steps", "3",
                  *TINY]) == 0
     printed = capsys.readouterr().out
     assert "MSE-VGG" in printed and "downloads nothing" in printed
@@ -163,15 +177,16 @@ def test_tiny_table_trains_evaluates_resumes_and_writes_table_and_figures(tiny_s
 
     # Run again: nothing is trained or scored again.
     mtimes = {p: p.stat().st_mtime for p in runs.rglob("*") if p.name in ("model.keras", "summary.json")}
-    plan = experiments.plan_table(spec, str(runs), overrides={"crop_size": 32, "batch_size": 8,
-                                                             "depth": 1, "no_jit": True})
+    plan = table_plan.plan_table(spec, str(runs), overrides={"crop_size": 32, "batch_size": 8,
+                                                            "depth": 1, "no_jit": True})
     assert [state for _, _, state, _ in plan] == ["evaluated", "skipped", "evaluated"]
+    # (0.1's --runs still names the runs folder)
     assert main(["table", "table4", "--runs", str(runs), "--data", str(tiny_set), "--steps", "3",
                  *TINY]) == 0
     assert mtimes == {p: p.stat().st_mtime for p in mtimes}
     # Other settings on the same runs folder: refused with the differing fields, nothing changed.
     changed = [a if a != "32" else "48" for a in TINY[:2]] + TINY[2:]
-    assert main(["table", "table4", "--runs", str(runs), "--data", str(tiny_set), "--steps", "3",
+    assert main(["table", "table4", "-o", str(runs), "--data", str(tiny_set), "--steps", "3",
                  *changed]) == 1
     err = capsys.readouterr().err
     assert "different configuration" in err and "train.crop_size" in err and "Traceback" not in err
@@ -180,10 +195,10 @@ def test_tiny_table_trains_evaluates_resumes_and_writes_table_and_figures(tiny_s
 
 def test_quick_table_says_so_and_checks_every_model_beats_the_input(tiny_set, tmp_path):
     runs = tmp_path / "quick"
-    experiments.run_table(experiments.subset("table1", ["Lp"]), str(runs), str(tiny_set),
-                          quick=True, steps=2, overrides={"crop_size": 32, "batch_size": 8,
-                                                          "depth": 1, "no_jit": True},
-                          eval_crop_size=32, grid_images=1, progress=False, message=lambda m: None)
+    table_run.run_table(table_plan.subset("table1", ["Lp"]), str(runs), str(tiny_set),
+                        quick=True, steps=2, overrides={"crop_size": 32, "batch_size": 8,
+                                                        "depth": 1, "no_jit": True},
+                        eval_crop_size=32, grid_images=1, progress=False, message=lambda m: None)
     md = (runs / "table.md").read_text()
     assert "Quick-run numbers, not the paper's setting" in md
     row = next(csv.DictReader((runs / "table.csv").open()))
@@ -198,10 +213,10 @@ def test_quick_table_says_so_and_checks_every_model_beats_the_input(tiny_set, tm
 def test_beating_the_input_is_judged_where_the_input_score_is_finite():
     summary = {"authors": {"psnr": 30.0, "input_psnr": "inf"},  # rain-free small crops
                "y": {"psnr": 31.0, "input_psnr": 26.0}, "rgb": {"psnr": 29.0, "input_psnr": 25.0}}
-    assert experiments.beats_input(summary) is True
+    assert tabulate.beats_input(summary) is True
     summary["rgb"]["psnr"] = 24.0
-    assert experiments.beats_input(summary) is False
-    assert experiments.beats_input({"authors": {"psnr": 30.0, "input_psnr": "inf"}}) is False
+    assert tabulate.beats_input(summary) is False
+    assert tabulate.beats_input({"authors": {"psnr": 30.0, "input_psnr": "inf"}}) is False
 
 
 def test_one_table_runner_per_runs_folder(tiny_set, tmp_path):
@@ -214,11 +229,11 @@ def test_one_table_runner_per_runs_folder(tiny_set, tmp_path):
     runs.mkdir()
     (runs / ".table.lock").write_text(str(os.getpid()))  # a live runner holds the folder
     with pytest.raises(MenetError, match="in use by another `menet-tf table`"):
-        experiments.run_table("table1", str(runs), str(tiny_set))
+        table_run.run_table("table1", str(runs), str(tiny_set))
     assert sorted(p.name for p in runs.iterdir()) == [".table.lock"]  # nothing trained
     gone = subprocess.Popen(["true"])
     gone.wait()
     (runs / ".table.lock").write_text(str(gone.pid))  # its runner died: the lock is stale
-    with experiments.RunsLock(str(runs)):
+    with table_run.RunsLock(str(runs)):
         assert (runs / ".table.lock").read_text() == str(os.getpid())
     assert not (runs / ".table.lock").exists()

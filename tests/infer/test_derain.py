@@ -8,10 +8,12 @@ import tensorflow as tf
 from PIL import Image
 
 from menet_tf.cli import main as cli
-from menet_tf.infer import photos as imageio
+from menet_tf.infer import photos
 from menet_tf.data.images import DataWarning
 from menet_tf.errors import DataError, MenetError
-from menet_tf.infer.derainer import Derainer, derain_files, load_model
+from menet_tf.infer.batch import derain_files
+from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.load import load_model
 from menet_tf.model.network import MENET
 
 
@@ -105,8 +107,8 @@ def test_exif_orientation_is_honoured(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     path = tmp_path / "rot.jpg"
     Image.fromarray(arr).save(path, exif=exif, quality=100)
-    upright = imageio.read_photo(path)
-    assert upright.shape == (30, 20, 3) and imageio.photo_size(path) == (30, 20)
+    upright = photos.read_photo(path)
+    assert upright.shape == (30, 20, 3) and photos.photo_size(path) == (30, 20)
 
 
 @pytest.mark.parametrize("mode,make", [
@@ -119,7 +121,7 @@ def test_other_modes_are_converted_with_a_warning(tmp_path, mode, make):
     path = tmp_path / f"img_{mode.replace(';', '')}.png"
     make(_photo(0, 12, 14)).save(path)
     with pytest.warns(DataWarning, match=path.name):
-        arr = imageio.read_photo(path)
+        arr = photos.read_photo(path)
     assert arr.shape == (12, 14, 3) and arr.dtype == np.uint8
 
 
@@ -128,7 +130,7 @@ def test_sixteen_bit_values_are_scaled_not_truncated(tmp_path):
     path = tmp_path / "g16.png"
     Image.fromarray(gray).save(path)
     with pytest.warns(DataWarning):
-        arr = imageio.read_photo(path)
+        arr = photos.read_photo(path)
     assert abs(int(arr[0, 0, 0]) - 127) <= 1
 
 
@@ -148,9 +150,9 @@ def test_globs_and_missing_inputs(tmp_path, model_dir):
     assert _run(str(tmp_path / "p*.png"), "-o", tmp_path / "g", "--model", model_dir) == 0
     assert sorted(os.listdir(tmp_path / "g")) == ["derain.json", "p0.png", "p1.png", "p2.png"]
     with pytest.raises(DataError, match="nothing_here"):
-        imageio.list_photos([tmp_path / "nothing_here.png"])
+        photos.list_photos([tmp_path / "nothing_here.png"])
     with pytest.raises(DataError, match="no file matches"):
-        imageio.list_photos([str(tmp_path / "zz*.png")])
+        photos.list_photos([str(tmp_path / "zz*.png")])
 
 
 def test_same_size_images_are_batched(tmp_path, derainer):

@@ -11,7 +11,9 @@ import tensorflow as tf
 from menet_tf.cli import main as cli
 from menet_tf.infer import export
 from menet_tf.errors import MenetError
-from menet_tf.infer.derainer import Derainer, load_derainer, pad_to_multiple
+from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.load import load_derainer
+from menet_tf.infer.tiling import pad_to_multiple
 from menet_tf.model.network import MENET
 
 from model_helpers import perturb_batch_norm

@@ -1,13 +1,15 @@
-"""menet_tf.infer.derainer: loading, BN folding, compiled prediction, pad / resize / tile modes."""
+"""menet_tf.infer (load, derainer, tiling): loading, BN folding, compiled prediction, pad / resize / tile modes."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from menet_tf.errors import CheckpointError, MenetError
-from menet_tf.infer.derainer import (Derainer, load_derainer, load_model, pad_to_multiple,
-                                tile_starts)
-from menet_tf.model.network import MENET, ConvBN
+from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.load import load_derainer, load_model
+from menet_tf.infer.tiling import pad_to_multiple, tile_starts
+from menet_tf.model.layers import ConvBN
+from menet_tf.model.network import MENET
 
 from model_helpers import perturb_batch_norm
 
@@ -108,7 +110,7 @@ def test_folded_weights_equal_conv_then_batch_norm():
 
 def test_training_mode_is_not_folded():
     """The folding switch is scoped to the Derainer's trace: model(x) outside is untouched."""
-    from menet_tf.model.network import _FOLD_BATCH_NORM, folded_batch_norm
+    from menet_tf.model.layers import _FOLD_BATCH_NORM, folded_batch_norm
 
     with folded_batch_norm():
         assert _FOLD_BATCH_NORM.get()

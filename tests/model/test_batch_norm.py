@@ -1,4 +1,4 @@
-"""The fused batch norm layer (network.FusedBatchNorm): TF1's batch norm, computed by the fused
+"""The fused batch norm layer (layers.FusedBatchNorm): TF1's batch norm, computed by the fused
 kernel. Checked against the formulas in float64 (forward, gradients, TF1's moving-statistics
 update with the unbiased variance), in both training paths, in inference mode, in bfloat16,
 and as a saved layer.
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from menet_tf.model import network
-from menet_tf.model.network import FusedBatchNorm
+from menet_tf.model.layers import FusedBatchNorm
 
 SHAPE = (4, 6, 5, 3)
 EPS = 1e-3

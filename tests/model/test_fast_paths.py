@@ -9,7 +9,7 @@ import tensorflow as tf
 import menet_tf
 from menet_tf.model import losses
 from menet_tf.model import metrics
-from menet_tf.model import network
+from menet_tf.model import conv_gradient
 from menet_tf.errors import MenetError
 
 
@@ -24,14 +24,14 @@ def test_conv_gradients_by_convolution_equal_tensorflows(shape, kernel):
         input_sizes=shape, filter=w, out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")
     native_dw = tf.raw_ops.Conv2DBackpropFilter(
         input=x, filter_sizes=kernel, out_backprop=dy, strides=[1, 1, 1, 1], padding="SAME")
-    np.testing.assert_allclose(network.conv_input_gradient(dy, w), native_dx, rtol=1e-10, atol=1e-10)
-    with network.conv_gradients("convolution"):
-        np.testing.assert_allclose(network.conv_filter_gradient(x, dy, kernel), native_dw,
+    np.testing.assert_allclose(conv_gradient.conv_input_gradient(dy, w), native_dx, rtol=1e-10, atol=1e-10)
+    with conv_gradient.conv_gradients("convolution"):
+        np.testing.assert_allclose(conv_gradient.conv_filter_gradient(x, dy, kernel), native_dw,
                                    rtol=1e-10, atol=1e-10)
 
 
 def _gradients(mode, x, y):
-    with network.conv_gradients(mode):
+    with conv_gradient.conv_gradients(mode):
         keras.utils.set_random_seed(0)
         config = menet_tf.released_config("MENET-GB")
         config.model.depth = 2
@@ -52,14 +52,14 @@ def test_training_gradients_are_the_same_either_way():
 
 
 def test_auto_uses_native_gradients_with_onednn(monkeypatch):
-    with network.conv_gradients("auto"):
-        monkeypatch.setattr(network, "onednn_enabled", lambda: True)
-        assert network.conv_gradient() == "native"
-        monkeypatch.setattr(network, "onednn_enabled", lambda: False)
+    with conv_gradient.conv_gradients("auto"):
+        monkeypatch.setattr(conv_gradient, "onednn_enabled", lambda: True)
+        assert conv_gradient.conv_gradient() == "native"
+        monkeypatch.setattr(conv_gradient, "onednn_enabled", lambda: False)
         expected = "native" if tf.config.list_physical_devices("GPU") else "convolution"
-        assert network.conv_gradient() == expected
+        assert conv_gradient.conv_gradient() == expected
     with pytest.raises(MenetError, match="conv gradient must be one of"):
-        network.set_conv_gradient("fast")
+        conv_gradient.set_conv_gradient("fast")
 
 
 def test_ssim_equals_tf_image_ssim():

@@ -34,7 +34,7 @@ def _model(precision, name="MENET-GB", weights=None):
 def test_mixed_policy_on_the_layers_float32_variables_output_and_losses(precision, tmp_path):
     model = _model(precision)
     half = precision.split("_")[1]
-    bns = [l for l in model._flatten_layers() if isinstance(l, menet_tf.model.network.FusedBatchNorm)]
+    bns = [l for l in model._flatten_layers() if isinstance(l, menet_tf.model.layers.FusedBatchNorm)]
     convs = [l for l in model._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
     assert bns and convs
     assert all(l.compute_dtype == half for l in bns + convs)

@@ -115,21 +115,25 @@ def _assert_same_training(single, other, case, skip_moving_variance=False):
     assert float(other[f"{case}/inf_step/moved"]) == 0.0
 
 
+@pytest.mark.slow  # multi-process distribution (the runs fixture)
 def test_two_replicas(runs):
     assert int(runs["single"]["replicas"]) == 1
     assert int(runs["mirrored"]["replicas"]) == 2
     assert int(runs["worker0"]["replicas"]) == int(runs["worker1"]["replicas"]) == 2
 
 
+@pytest.mark.slow  # multi-process distribution (the runs fixture)
 @pytest.mark.parametrize("case", ["gb_sync", "lb_sync"])
 def test_mirrored_with_sync_bn_equals_one_device(runs, case):
     _assert_same_training(runs["single"], runs["mirrored"], case)
 
 
+@pytest.mark.slow  # multi-process distribution (the runs fixture)
 def test_mirrored_with_per_replica_bn_equals_one_device_when_replicas_see_alike_batches(runs):
     _assert_same_training(runs["single"], runs["mirrored"], "replica_bn_repeated", skip_moving_variance=True)
 
 
+@pytest.mark.slow  # multi-process distribution (the runs fixture)
 def test_per_replica_bn_differs_from_one_device_on_distinct_shards(runs):
     """The default BN is per replica (and the data of the sync tests do tell them apart); the
     moving statistics still agree on every replica (mean of the replicas' updates)."""
@@ -141,6 +145,7 @@ def test_per_replica_bn_differs_from_one_device_on_distinct_shards(runs):
     assert float(mirrored[f"{case}/replica_spread"]) == 0.0
 
 
+@pytest.mark.slow  # multi-process distribution (the runs fixture)
 @pytest.mark.parametrize("case", ["gb_sync", "lb_sync"])
 def test_two_workers_equal_one_device(runs, case):
     for worker in ("worker0", "worker1"):

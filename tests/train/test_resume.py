@@ -22,7 +22,7 @@ import pytest
 
 from menet_tf.config import released_config, save_config
 from menet_tf.data import synthesize
-from menet_tf.train.run import read_state_header
+from menet_tf.train.state import read_state_header
 
 EPOCHS, PER_EPOCH = 3, 10  # 4 pairs x 10 crops / batch 4
 
@@ -43,7 +43,7 @@ def command(setup, out, *extra, epochs=EPOCHS):
     root, data = setup
     return [sys.executable, "-m", "menet_tf.cli.main", "train", "--config", str(root / "config.json"),
             "--data", str(data), "--crop-size", "32", "--batch-size", "4", "--epochs", str(epochs),
-            "--no-jit", "--quiet", "--save-every-steps", "1", "--out", str(out), *extra]
+            "--jit-compile", "off", "--quiet", "--save-every-steps", "1", "--out", str(out), *extra]
 
 
 def run(cmd, **kwargs):
@@ -89,6 +89,7 @@ def kill_mid_epoch(proc, state_path, epochs=(1, 2), timeout=240):
     pytest.fail("no mid-epoch state appeared in time")
 
 
+@pytest.mark.slow  # a training subprocess killed with SIGKILL, then resumed
 def test_sigkill_mid_epoch_then_rerun_ends_like_an_uninterrupted_run(setup, uninterrupted):
     out = setup[0] / "killed"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -245,7 +246,7 @@ def test_state_round_trip_restores_weights_and_adam_and_refuses_another_model(tm
 
     from menet_tf.errors import CheckpointError
     from menet_tf.model.multitask import build_model
-    from menet_tf.train.run import restore_state, save_state
+    from menet_tf.train.state import restore_state, save_state
 
     config = released_config("ModelShallowNewEdgeLossBalance")
     config.model.depth, config.train.jit_compile = 1, False

@@ -20,7 +20,7 @@ def test_train_writes_config_history_curves_model_and_eval(tiny_set, tmp_path, c
     out = tmp_path / "run"
     args = ["train", "--config", "ModelShallowNewEdgeLossBalance", "--data", str(tiny_set),
             "--epochs", "2", "--crop-size", "32", "--batch-size", "8", "--depth", "1",
-            "--no-jit", "--out", str(out)]
+            "--jit-compile", "off", "--out", str(out)]
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "curves.png", "model.keras",
                                                "eval.json", "run.json", "state.npz", "tensorboard"}
@@ -43,3 +43,35 @@ def test_train_writes_config_history_curves_model_and_eval(tiny_set, tmp_path, c
 def test_train_refuses_unknown_configuration(tiny_set, tmp_path, capsys):
     assert main(["train", "--config", "NoSuchModel", "--data", str(tiny_set), "--out", str(tmp_path)]) == 1
     assert "unknown released model 'NoSuchModel'" in capsys.readouterr().err
+
+
+def test_default_run_folder_is_named_as_the_user_typed_the_configuration(tmp_path):
+    import os
+
+    from menet_tf.cli.main import build_parser
+    from menet_tf.config import released_config
+    from menet_tf.train.run import default_out
+
+    assert default_out(build_parser().parse_args(["train"]).config) == os.path.join("runs", "MENET-GB")
+    assert default_out("MENET-LB") == os.path.join("runs", "MENET-LB")
+    assert default_out("ModelShallowNewCa") == os.path.join("runs", "ModelShallowNewCa")
+    assert default_out(str(tmp_path / "mine.json")) == os.path.join("runs", "mine")
+    config = released_config("MENET-LB")  # a configuration object: its own name
+    assert default_out(config) == os.path.join("runs", config.name)
+
+
+def test_train_flags_and_their_old_spellings(capsys):
+    from menet_tf.cli.main import build_parser
+    from menet_tf.cli.train import apply_overrides
+    from menet_tf.config import released_config
+
+    parse = build_parser().parse_args
+    args = parse(["train", "-o", "runs/x", "--jit-compile", "on", "--quiet"])
+    assert args.out == "runs/x" and args.quiet
+    assert apply_overrides(released_config("MENET-GB"), args).train.jit_compile is True
+    args = parse(["train"])  # no flag: the configuration's own setting
+    assert args.out is None and not args.quiet
+    assert apply_overrides(released_config("MENET-GB"), args).train.jit_compile == "auto"
+    args = parse(["train", "--no-jit"])
+    assert apply_overrides(released_config("MENET-GB"), args).train.jit_compile is False
+    assert "--no-jit is deprecated" in capsys.readouterr().err

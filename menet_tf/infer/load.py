@@ -1,0 +1,141 @@
+"""Any model source to a Keras model or a Derainer: run folder, ``.keras`` file, the authors'
+TF1 checkpoint (prefix or folder) or an exported SavedModel.
+
+``source_kind`` is the one place that tells the sources apart; a new kind of source is a branch
+there and a loader in ``_LOADERS``.
+"""
+import os
+import re
+
+from menet_tf.errors import CheckpointError, MenetError
+from menet_tf.infer.derainer import Derainer, SavedModelDerainer
+
+# A file of a TF1 checkpoint given where its prefix belongs.
+_CHECKPOINT_FILE = re.compile(r"\.(index|data-\d+-of-\d+|meta)$")
+
+
+def _is_saved_model(path):
+    return os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "saved_model.pb"))
+        or os.path.exists(os.path.join(path, "saved_model.pbtxt"))
+    )
+
+
+def _released_name_in(path):
+    """A released model name among the path's components (the authors' folder layout)."""
+    from menet_tf.config import RELEASED
+
+    for part in reversed(os.path.normpath(os.path.abspath(path)).split(os.sep)):
+        if part in RELEASED:
+            return part
+    return None
+
+
+def source_kind(source):
+    """(kind, path) of a model source: kind "savedmodel", "keras" or "tf1", and the path to load
+    (a run folder's model.keras; a TF1 checkpoint's prefix or folder)."""
+    path = os.fspath(source)
+    if _is_saved_model(path):
+        return "savedmodel", path
+    if os.path.isdir(path):
+        keras_file = os.path.join(path, "model.keras")
+        if os.path.isfile(keras_file):
+            return "keras", keras_file
+        if any(f.endswith(".index") for f in os.listdir(path)) or os.path.exists(
+                os.path.join(path, "checkpoint")):
+            return "tf1", path
+        raise MenetError(f"{path}: folder holds neither model.keras (a run folder) nor a TF1"
+                         " checkpoint (*.index) nor saved_model.pb")
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise MenetError(f"{path}: file does not exist")
+        return "keras", path
+    if os.path.exists(path + ".index"):
+        return "tf1", path
+    if _CHECKPOINT_FILE.search(path):
+        raise CheckpointError(f"{path}: give the checkpoint prefix without the file ending,"
+                              f" e.g. {_CHECKPOINT_FILE.sub('', path)}")
+    raise MenetError(f"{path}: not a run folder, .keras file, TF1 checkpoint prefix or"
+                     " SavedModel" + ("" if os.path.exists(path) else " (it does not exist)"))
+
+
+def _load_keras(path, model_name, compile):
+    import keras
+
+    import menet_tf.model.multitask  # noqa: F401  registers the classes for deserialisation
+
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as err:  # Keras raises many kinds (ValueError, TypeError, zip errors)
+        raise MenetError(f"{path}: cannot be loaded as a Keras model ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not hasattr(model, "multiple"):
+        raise MenetError(f"{path}: holds a {type(model).__name__}, not a MENET model")
+    model.ensure_built()
+    return model
+
+
+def _load_tf1(path, model_name, compile):
+    """The checkpoint's network; with a released name (given, or a folder on the path) the
+    MultiTaskMENET of that configuration, checked against the checkpoint's architecture."""
+    from menet_tf.authors import checkpoint as tf1
+    from menet_tf.config import released_config
+    from menet_tf.model.layers import attention_block
+    from menet_tf.model.network import MENET
+    from menet_tf.model.multitask import MultiTaskMENET
+
+    prefix, _, shapes = tf1.read_checkpoint(path)
+    depth, attention = tf1.architecture_of(shapes)
+    if depth == 0:
+        raise CheckpointError(f"{prefix}: no MENET network in this checkpoint "
+                              "(no derain/res_* variables)")
+    name = model_name or _released_name_in(prefix)
+    if name:
+        config = released_config(name)
+        if (config.model.depth, attention_block(config.model.attention)) != (
+                depth, attention_block(attention)):
+            raise CheckpointError(
+                f"{prefix}: the checkpoint has depth {depth}, attention "
+                f"{tf1.attention_words(attention)}, but {name} has depth {config.model.depth},"
+                f" attention {tf1.attention_words(config.model.attention)}")
+        model = MultiTaskMENET(depth=depth, attention=attention, tasks=config.loss.tasks,
+                               weighting=config.loss.weighting,
+                               task_weights=config.loss.task_weights,
+                               texture_form=config.loss.texture_form, name=config.name)
+    else:
+        model = MENET(depth=depth, attention=attention)
+    model.ensure_built()
+    tf1.load_checkpoint(model, prefix)
+    return model
+
+
+# Source kind -> loader(path, model_name, compile) of a Keras model.
+_LOADERS = {"keras": _load_keras, "tf1": _load_tf1}
+
+
+def load_model(source, model_name=None, compile=False):
+    """A built MENET / MultiTaskMENET from a run folder, a ``.keras`` file or a TF1 checkpoint.
+
+    Args:
+        source: run folder holding ``model.keras``; a ``.keras`` file; an authors' TF1 checkpoint
+            prefix (``.../model.final-100``) or a folder holding one. The TF1 architecture
+            (depth, attention) is read off the checkpoint's variables.
+        model_name: released name (``ModelShallowNewCaEdgeGramGradBalance``, ``MENET-GB``, ...)
+            giving a TF1 checkpoint its tasks; guessed from the path when a folder on it has a
+            released name, else a plain MENET is built (enough for inference).
+        compile: restore the optimiser/compile state of a ``.keras`` file (needed only to train
+            or ``model.evaluate`` further); off by default because inference does not need it.
+    """
+    kind, path = source_kind(source)
+    if kind == "savedmodel":
+        raise MenetError(f"{path}: is an exported SavedModel, not a Keras model; use"
+                         " menet_tf.infer.load.load_derainer (or `menet-tf derain`) to run it")
+    return _LOADERS[kind](path, model_name, compile)
+
+
+def load_derainer(source, model_name=None, fold_batch_norm=True, jit_compile="auto"):
+    """A Derainer for anything ``load_model`` takes, or for an exported SavedModel."""
+    kind, path = source_kind(source)
+    if kind == "savedmodel":
+        return SavedModelDerainer(path)
+    return Derainer(_LOADERS[kind](path, model_name, False), fold_batch_norm, jit_compile)
