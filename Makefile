@@ -16,7 +16,8 @@ help:
 	@echo "make test            run the whole test suite (what CI runs)"
 	@echo "make test-fast       the fast tier, for the inner loop: all but the tests marked slow"
 	@echo "                     (authors' graphs at 20x224x224, multi-process, SIGKILL-and-resume)"
-	@echo "make demo            train MENET-GB briefly on the synthetic set (made if missing)"
+	@echo "make demo            de-rain examples/ with the bundled model (side by side, PSNR) into"
+	@echo "                     runs/demo/derained, then train MENET-GB briefly on the synthetic set"
 	@echo "make data-synthetic  build small synthetic heavy/light train and test sets in $(DATA)/"
 	@echo "make bench-data      print the input pipeline's throughput (crops/s at batch 20)"
 	@echo "make train-rain100h  MENET-GB on $(RAIN100H) (train/ + test/), paper's settings, evaluated"
@@ -28,11 +29,12 @@ help:
 	@echo "                     every table target resumes when re-run; TRAIN_ARGS=... is passed on"
 	@echo "make derain          de-rain PHOTOS=folder with MODEL=run folder into PHOTOS-derained/"
 	@echo "make export          MODEL as SavedModel and TFLite (float, dynamic) in exports/"
-	@echo "make derain-example  train briefly on $(QUICK_DATA), de-rain one test image (README picture)"
+	@echo "make derain-example  train briefly on $(QUICK_DATA), de-rain one test image side by side"
 	@echo "make derain-figures  README figures: tiles vs whole, modes, s/MP, exports (JSON)"
 	@echo "make compare-authors run the authors' released graphs beside the port (AUTHORS=clone)"
 	@echo "make bench           speed of the port; make bench-authors: interleaved with the authors' graph"
 	@echo "make bench-quick     small sizes, a first look in about a minute"
+	@echo "make update-model    bundle $(BUNDLE_SOURCE) as $(BUNDLE_NAME): weights, scores, card"
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,17 +51,26 @@ TEST_ENV = MENET_TF1_REFERENCE=$${MENET_TF1_REFERENCE:-$(SHARED)/reference/autho
 	MENET_SPEC=$${MENET_SPEC:-$(SHARED)/reference/MENET_SPEC.md} \
 	MENET_REAL_DATA=$${MENET_REAL_DATA:-$(SHARED)/datasets/Rain100L}
 
+# One test process per core (at most 4), a test file per process at a time (module fixtures
+# are built once); PYTEST_ARGS=... adds options, e.g. PYTEST_ARGS="-n 0 -x" for one process.
+PYTEST = $(TEST_ENV) $(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile $(PYTEST_ARGS)
+
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q --durations=15 tests
+	$(PYTEST) --durations=15 tests
 
 test-fast: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -m "not slow" --durations=10 tests
+	$(PYTEST) -m "not slow" --durations=10 tests
 
 data-synthetic: $(STAMP)
 	$(VENV)/bin/menet-tf synth --preset heavy --out $(DATA)/synthetic/heavy --seed 0
 	$(VENV)/bin/menet-tf synth --preset light --out $(DATA)/synthetic/light --seed 0
 
+# The bundled default model on the example photos (rainy | de-rained side by side, PSNR where
+# examples/clean has the clean image), then two short epochs of training on the synthetic set.
+# --force replaces only what the demo itself wrote: runs/demo/derained and the run in runs/demo.
 demo: $(STAMP)
+	$(VENV)/bin/menet-tf derain examples -o runs/demo/derained --compare --clean-dir examples/clean \
+		--quiet --force
 	$(VENV)/bin/menet-tf train --config MENET-GB --epochs 2 --crop-size 64 --batch-size 10 \
 		--out runs/demo --force
 
@@ -136,8 +147,9 @@ export: $(STAMP)
 	$(VENV)/bin/menet-tf export --model $(MODEL) -o exports/tflite-dynamic --format tflite \
 		--size 512 512 --quantize dynamic --force
 
-# How docs/derain_example.png was made: MENET-GB trained for 2 epochs on RainTrainL (96x96 crops,
-# a few minutes on a CPU), then one Rain100L test image de-rained with --compare (and downscaled).
+# What two epochs of training give: MENET-GB trained on RainTrainL (96x96 crops, a few minutes on
+# a CPU), then one Rain100L test image de-rained with --compare (not committed: the data sets'
+# images are not menet-tf's to distribute; the README's picture comes from `make demo`).
 derain-example: $(STAMP)
 	$(VENV)/bin/menet-tf train --config MENET-GB --data $(QUICK_DATA) --epochs 2 --crop-size 96 \
 		--out $(EXAMPLE_RUN) --force
@@ -178,3 +190,20 @@ bench-authors: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(VENV)/bin/menet-tf bench --quick --out $(BENCH_OUT)/bench-quick.json $(BENCH_ARGS)
+
+# ---- bundled model (issue 15) ----------------------------------------------------------------
+# Replacing the bundled model is a data change made by this one command: the weights (no
+# optimizer) go into menet_tf/bundled/, scored on Rain100L (three protocols, five fixed images)
+# and on a synthetic heavy set; the registry entry, docs/models/$(BUNDLE_NAME).md and the README's
+# scores are rewritten, and the README's picture (docs/demo.png) is made again as `make demo` makes it.
+BUNDLE_NAME ?= menet-gb-rain100l
+BUNDLE_SOURCE ?= $(SHARED)/models/$(BUNDLE_NAME)/model.keras
+BUNDLE_DATA ?= $(SHARED)/datasets/Rain100L
+
+.PHONY: update-model
+
+update-model: $(STAMP)
+	$(VENV)/bin/menet-tf models add $(BUNDLE_SOURCE) --name $(BUNDLE_NAME) --data $(BUNDLE_DATA) \
+		--default
+	$(VENV)/bin/menet-tf derain examples/cat.png -o runs/update-model --compare --quiet --force
+	cp runs/update-model/cat_compare.png docs/.demo.png.partial && mv docs/.demo.png.partial docs/demo.png

@@ -5,6 +5,7 @@
     menet_tf.load_checkpoint(model, "ModelShallowNewCaEdgeGramGradBalance/model.final-100")
     logs = model.train_on_batch(rainy, clean, return_dict=True)   # images in 0..255
     derainer = menet_tf.Derainer(menet_tf.load_model("runs/MENET-GB"))
+    model = menet_tf.pretrained()            # the bundled MENET-GB: no training, no download
 
 The package, by concern (each imports only what is listed below it, never upwards):
 
@@ -49,11 +50,12 @@ _EXPORTS = {
     "train_run": "menet_tf.train.run",
     "load_checkpoint": "menet_tf.authors.checkpoint",
     "load_model": "menet_tf.infer.load",
+    "pretrained": "menet_tf.infer.pretrained",
     "Derainer": "menet_tf.infer.derainer",
     "evaluate": "menet_tf.evaluation.scoring",
 }
-_SUBPACKAGES = ("authors", "bench", "cli", "compare", "config", "data", "errors", "evaluation",
-                "files", "infer", "machine", "model", "train")
+_SUBPACKAGES = ("authors", "bench", "bundled", "cli", "compare", "config", "data", "errors",
+                "evaluation", "files", "infer", "machine", "model", "publish", "train")
 
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 

@@ -3,11 +3,14 @@
 Reads files, folders (``--recursive`` for sub-folders) or glob patterns (JPEG, PNG, BMP, TIFF,
 WebP), writes each de-rained image under OUT with its own name (PNG unless ``--format``), and a
 summary ``derain.json`` (what ran, failures, seconds per megapixel) when OUT is a folder.
-Sizes the network cannot take directly are handled by ``--mode``: pad (reflection pad and crop,
-exact), resize (the authors' released script: bicubic to multiples of 16 and back) or tile
-(overlapping tiles, automatic above ``--max-pixels``).
+Without ``--model`` the bundled default model is used (``menet-tf models`` lists them), and one
+line says which. Sizes the network cannot take directly are handled by ``--mode``: pad (reflection
+pad and crop, exact), resize (the authors' released script: bicubic to multiples of 16 and back)
+or tile (overlapping tiles, automatic above ``--max-pixels``). ``--clean-dir`` scores each output
+that has a clean image of the same name there (PSNR, whole-image RGB) beside its rainy input.
 
-Example: menet-tf derain photos/ -o derained/ --model runs/MENET-GB --compare
+Examples: menet-tf derain photo.jpg -o out/ (the bundled model); menet-tf derain photos/ -o
+derained/ --model runs/MENET-GB --compare.
 """
 import os
 
@@ -25,8 +28,13 @@ def register(sub):
                    help="image files, folders or glob patterns (quote globs)")
     options.add_out(p, "output folder (or an output file name for a single input)",
                     required=True)
-    options.add_model(p)
+    options.add_model(p, required=False,
+                      help=options.MODEL_SOURCE_HELP + " (default: the bundled default model)")
     options.add_model_name(p)
+    p.add_argument("--clean-dir", metavar="DIR", default=None,
+                   help="folder of clean images: each output whose input has a clean image of"
+                   " the same name there (any image extension) is scored, PSNR over RGB at max"
+                   " 255, beside its rainy input; printed and recorded in derain.json")
     p.add_argument("--mode", choices=("pad", "resize", "tile"), default="pad",
                    help="pad: reflection-pad to the model's multiple and crop back (default,"
                    " exact size, no resampling); resize: the released script's bicubic resize"
@@ -62,6 +70,37 @@ def _check_sizes(args):
                          f" {args.tile_size} and {args.overlap}")
 
 
+def _model_source(args):
+    """``--model``, or the bundled default model with one line saying which."""
+    if args.model is not None:
+        return args.model
+    from menet_tf.bundled.registry import default_name, entry
+
+    name = default_name()
+    record = entry(name)
+    training = record["training"]
+    network = (f"{record['alias']} ({record['configuration']})" if record.get("alias")
+               else record["configuration"])
+    print(f"model: {name}, the bundled default: {network} trained on {training['data']},"
+          f" {training['epochs']} epochs ({training['steps']} steps); --model picks another")
+    return name
+
+
+def _print_scores(psnr):
+    """One line per scored image (rainy input -> output, against its clean image), and the mean."""
+    for image in psnr["images"]:
+        gain = image["output_psnr"] - image["input_psnr"]
+        print(f"  {os.path.basename(image['output'])}: PSNR {image['output_psnr']:.2f} dB"
+              f" (rainy input {image['input_psnr']:.2f} dB, {gain:+.2f} dB) against"
+              f" {image['clean']}")
+    if len(psnr["images"]) > 1:
+        print(f"  mean of {len(psnr['images'])}: {psnr['mean_output_psnr']:.2f} dB (rainy input"
+              f" {psnr['mean_input_psnr']:.2f} dB)")
+    if not psnr["images"]:
+        print(f"  no input has a clean image of the same name in {psnr['clean_dir']}:"
+              " nothing scored")
+
+
 def _write_record(args, derainer, summary):
     """derain.json in the output folder: what ran on which files, and what failed."""
     from menet_tf.files import write_json
@@ -77,17 +116,21 @@ def derain(args):
     from menet_tf.infer.load import load_derainer
 
     _check_sizes(args)
+    args.model = _model_source(args)
     derainer = load_derainer(args.model, args.model_name, fold_batch_norm=not args.no_fold,
                              jit_compile=options.jit_compile_value(args.jit_compile))
     summary = derain_files(
         derainer, args.inputs, args.out, recursive=args.recursive, mode=args.mode,
         fmt=args.format, force=args.force, compare=args.compare, batch_size=args.batch_size,
         max_pixels=int(args.max_pixels) if args.max_pixels else "auto",
-        tile_size=args.tile_size, overlap=args.overlap, progress=not args.quiet)
+        tile_size=args.tile_size, overlap=args.overlap, clean_dir=args.clean_dir,
+        progress=not args.quiet)
     done = len(summary["written"])
     spm = summary["seconds_per_megapixel"]
     print(f"de-rained {done} of {summary['images']} images into {args.out}"
           + (f" ({summary['megapixels']:.2f} MP, {spm:.3f} s per megapixel)" if spm else ""))
+    if summary["psnr"] is not None:
+        _print_scores(summary["psnr"])
     if os.path.isdir(args.out):
         _write_record(args, derainer, summary)
     if summary["failed"]:

@@ -25,8 +25,8 @@ def register(sub):
                     "paper's protocol and the whole-image protocols of later papers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="?", metavar="MODEL",
-                   help="run folder (its model.keras), .keras file, or the authors' TF1 "
-                        "checkpoint prefix or folder")
+                   help="a bundled model's name (`menet-tf models`), run folder (its "
+                        "model.keras), .keras file, or the authors' TF1 checkpoint prefix or folder")
     p.add_argument("--model", metavar="SOURCE", help="the model source, as MODEL")
     options.add_model_name(p)
     p.add_argument("--data", required=True, metavar="DIR",

@@ -9,8 +9,8 @@ inside the graph); load it with tf.saved_model.load, serve it with TF Serving, o
 from menet_tf.cli import options
 from menet_tf.errors import MenetError
 
-SOURCE_HELP = ("run folder (model.keras), .keras file, or the authors' TF1 checkpoint prefix or"
-               " folder")
+SOURCE_HELP = ("a bundled model's name, run folder (model.keras), .keras file, or the authors' TF1"
+               " checkpoint prefix or folder")
 
 
 def register(sub):

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "menet_tf.cli.evaluate",
     "menet_tf.cli.table",
     "menet_tf.cli.derain",
+    "menet_tf.cli.models",
     "menet_tf.cli.export",
     "menet_tf.cli.bench",
 )

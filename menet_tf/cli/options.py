@@ -1,8 +1,8 @@
 """The flags every command spells the same way, and the old spellings kept for one release.
 
 - ``-o/--out``: what the command writes (a folder, or a file where the command writes one).
-- ``--model``: a model *source*: run folder, ``.keras`` file, the authors' TF1 checkpoint
-  (prefix or folder) or an exported SavedModel folder.
+- ``--model``: a model *source*: a bundled model's name, run folder, ``.keras`` file, the
+  authors' TF1 checkpoint (prefix or folder) or an exported SavedModel folder.
 - ``--model-name``: a released configuration's name or alias (``MENET-GB``), where a source
   does not say which network it holds.
 - ``--jit-compile {auto,on,off}``: XLA. ``--quiet``: no progress bars.
@@ -17,8 +17,9 @@ from menet_tf.errors import MenetError
 
 REMOVED_IN = "0.3"
 JIT_CHOICES = ("auto", "on", "off")
-MODEL_SOURCE_HELP = ("run folder (its model.keras), .keras file, the authors' TF1 checkpoint "
-                     "prefix or folder, or an exported SavedModel folder")
+MODEL_SOURCE_HELP = ("a bundled model's name (`menet-tf models`), run folder (its model.keras), "
+                     ".keras file, the authors' TF1 checkpoint prefix or folder, or an exported "
+                     "SavedModel folder")
 MODEL_NAME_HELP = ("released configuration name or alias (e.g. MENET-GB) of a TF1 checkpoint "
                    "whose folder does not say it")
 

@@ -118,9 +118,12 @@ def _load(model, model_name):
     """(keras model, description) from a model object, run folder, .keras file or TF1 prefix."""
     if not isinstance(model, (str, os.PathLike)):
         return model, getattr(model, "name", "model")
-    from menet_tf.infer.load import load_model
+    from menet_tf.infer.load import load_model, source_kind
 
-    return load_model(os.fspath(model), model_name=model_name), os.path.abspath(os.fspath(model))
+    source = os.fspath(model)
+    kind, _ = source_kind(source)
+    described = source if kind == "bundled" else os.path.abspath(source)
+    return load_model(source, model_name=model_name), described
 
 
 def _checked(protocols):

@@ -2,7 +2,9 @@
 ``menet-tf derain`` does.
 
 Photos of the same size go through the network together; a photo that cannot be read is reported
-by name and skipped, so one bad file in a folder of hundreds does not cost the others.
+by name and skipped, so one bad file in a folder of hundreds does not cost the others. Given a
+folder of clean images, each output that has a clean image of the same name is scored against
+it, with the rainy input's score beside it, so a user sees what the model gained on their data.
 """
 import os
 import time
@@ -13,6 +15,10 @@ import numpy as np
 from menet_tf.errors import DataError, MenetError
 from menet_tf.infer import photos
 from menet_tf.infer.tiling import TILE_OVERLAP, TILE_SIZE
+from menet_tf.model.metrics import psnr_float64
+
+#: How the clean-image scores are measured (recorded beside them in derain.json).
+PSNR_PROTOCOL = "whole image, RGB, 8-bit values at max 255 (menet_tf.model.metrics.psnr_float64)"
 
 
 def _output_paths(files, out, fmt):
@@ -123,16 +129,78 @@ def _derain_groups(derainer, groups, bar, failed, compare, batch_size, derain_op
     return written, pixels, seconds
 
 
+def _clean_twin(clean_dir, rel):
+    """The clean image of the input named ``rel``: CLEAN/rel, else the same name with another
+    image extension (a JPEG input may have a PNG twin); None when there is none."""
+    exact = os.path.join(clean_dir, rel)
+    if os.path.isfile(exact):
+        return exact
+    stem = os.path.splitext(rel)[0]
+    for ext in photos.PHOTO_EXTENSIONS + tuple(e.upper() for e in photos.PHOTO_EXTENSIONS):
+        if os.path.isfile(os.path.join(clean_dir, stem + ext)):
+            return os.path.join(clean_dir, stem + ext)
+    return None
+
+
+def _check_same_size(source, twin):
+    """A clean image of another size than its rainy input has no meaningful PSNR: refused."""
+    try:
+        height, width = photos.photo_size(source)
+    except DataError:
+        return  # an unreadable input is reported with the failures when it is read
+    twin_height, twin_width = photos.photo_size(twin)
+    if (twin_height, twin_width) != (height, width):
+        raise DataError(f"{twin}: clean image is {twin_width}x{twin_height}, but its rainy"
+                        f" input {source} is {width}x{height}")
+
+
+def clean_twins(files, clean_dir):
+    """{input path: clean image path} for the inputs ([(path, relative name)]) that have a clean
+    image of the same relative name in ``clean_dir``; checked before anything runs."""
+    clean_dir = os.fspath(clean_dir)
+    if not os.path.isdir(clean_dir):
+        raise DataError(f"{clean_dir}: clean-image folder does not exist")
+    twins = {}
+    for source, rel in files:
+        twin = _clean_twin(clean_dir, rel)
+        if twin is not None:
+            _check_same_size(source, twin)
+            twins[source] = twin
+    return twins
+
+
+def score_outputs(outputs, twins, clean_dir):
+    """PSNR of each output and of its rainy input against the clean twin, both read back from
+    their files, so an output is scored as the user gets it (8 bits, or JPEG if asked).
+
+    ``outputs``: [(input path, written output path)]. Returns the ``psnr`` record of
+    derain.json: the protocol, the folder, one entry per scored image and the means.
+    """
+    images = []
+    for source, target in outputs:
+        if source in twins:
+            clean = photos.read_photo(twins[source])
+            images.append({"file": source, "output": target, "clean": twins[source],
+                           "input_psnr": psnr_float64(photos.read_photo(source), clean),
+                           "output_psnr": psnr_float64(photos.read_photo(target), clean)})
+    means = {f"mean_{k}": (float(np.mean([i[k] for i in images])) if images else None)
+             for k in ("input_psnr", "output_psnr")}
+    return {"protocol": PSNR_PROTOCOL, "clean_dir": os.fspath(clean_dir), "images": images,
+            **means}
+
+
 def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png", force=False,
                  compare=False, batch_size=4, max_pixels="auto", tile_size=TILE_SIZE,
-                 overlap=TILE_OVERLAP, progress=True):
+                 overlap=TILE_OVERLAP, clean_dir=None, progress=True):
     """De-rain photos (files, folders, globs) into ``out``.
 
     Images of the same size go through the network together, ``batch_size`` at a time. A file
     that cannot be read is reported by name and skipped; the others are still processed.
-    Existing outputs are refused unless ``force``. Returns a summary dict with ``failed``
-    [(path, message)], ``written`` paths, ``megapixels``, ``network_seconds`` and
-    ``seconds_per_megapixel`` (network time: inference, padding, tiling; not file I/O).
+    Existing outputs are refused unless ``force``. With ``clean_dir``, outputs whose input has a
+    clean image of the same name there are scored (:func:`score_outputs`). Returns a summary dict
+    with ``failed`` [(path, message)], ``written`` paths, ``megapixels``, ``network_seconds``,
+    ``seconds_per_megapixel`` (network time: inference, padding, tiling; not file I/O) and
+    ``psnr`` (None without ``clean_dir``).
     """
     from tqdm import tqdm
 
@@ -141,6 +209,7 @@ def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png
     targets = _output_paths(files, out, fmt)
     if not force:
         _refuse_overwrite(targets, compare)
+    twins = clean_twins(files, clean_dir) if clean_dir is not None else None
     failed = []
     groups = _group_by_size(files, targets, failed)
     bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
@@ -152,6 +221,7 @@ def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png
         dict(mode=mode, max_pixels=max_pixels, tile_size=tile_size, overlap=overlap))
     bar.close()
     megapixels = pixels / 1e6
+    source_of = {target: source for (source, _), (target, _) in zip(files, targets)}
     return {
         "images": len(files),
         "written": written,
@@ -160,4 +230,6 @@ def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png
         "network_seconds": seconds,
         "seconds_per_megapixel": seconds / megapixels if megapixels else None,
         "mode": mode,
+        "psnr": None if twins is None else score_outputs(
+            [(source_of[t], t) for t in written], twins, clean_dir),
     }

@@ -71,6 +71,14 @@ class Derainer:
             "with_mean": tf.function(self._forward_with_mean, **compile_),
         }
 
+    @classmethod
+    def from_pretrained(cls, name=None, **options):
+        """A Derainer of a bundled model (``None``: the default; ``menet-tf models`` lists
+        them); ``options`` are the constructor's (``fold_batch_norm``, ``jit_compile``)."""
+        from menet_tf.infer.pretrained import pretrained
+
+        return cls(pretrained(name), **options)
+
     # The traced computations. Python in them runs only while tracing.
     def _forward(self, batch):
         from menet_tf.model.layers import folded_batch_norm

@@ -1,5 +1,5 @@
-"""Any model source to a Keras model or a Derainer: run folder, ``.keras`` file, the authors'
-TF1 checkpoint (prefix or folder) or an exported SavedModel.
+"""Any model source to a Keras model or a Derainer: a bundled model's name, run folder,
+``.keras`` file, the authors' TF1 checkpoint (prefix or folder) or an exported SavedModel.
 
 ``source_kind`` is the one place that tells the sources apart; a new kind of source is a branch
 there and a loader in ``_LOADERS``.
@@ -7,8 +7,10 @@ there and a loader in ``_LOADERS``.
 import os
 import re
 
+from menet_tf.bundled import registry
 from menet_tf.errors import CheckpointError, MenetError
 from menet_tf.infer.derainer import Derainer, SavedModelDerainer
+from menet_tf.infer.pretrained import load_bundled, one_line, released_model
 
 # A file of a TF1 checkpoint given where its prefix belongs.
 _CHECKPOINT_FILE = re.compile(r"\.(index|data-\d+-of-\d+|meta)$")
@@ -31,10 +33,19 @@ def _released_name_in(path):
     return None
 
 
+def _looks_like_name(text):
+    """A word rather than a path: no folder separator, no file ending."""
+    return not any(sep and sep in text for sep in (os.sep, os.altsep, "/")) and \
+        not os.path.splitext(text)[1]
+
+
 def source_kind(source):
-    """(kind, path) of a model source: kind "savedmodel", "keras" or "tf1", and the path to load
-    (a run folder's model.keras; a TF1 checkpoint's prefix or folder)."""
+    """(kind, path) of a model source: kind "bundled" (path is then the name), "savedmodel",
+    "keras" or "tf1", and the path to load (a run folder's model.keras; a TF1 checkpoint's
+    prefix or folder). A path on disk wins over a bundled model of the same name."""
     path = os.fspath(source)
+    if _looks_like_name(path) and not os.path.exists(path) and registry.is_bundled_name(path):
+        return "bundled", path
     if _is_saved_model(path):
         return "savedmodel", path
     if os.path.isdir(path):
@@ -56,7 +67,9 @@ def source_kind(source):
         raise CheckpointError(f"{path}: give the checkpoint prefix without the file ending,"
                               f" e.g. {_CHECKPOINT_FILE.sub('', path)}")
     raise MenetError(f"{path}: not a run folder, .keras file, TF1 checkpoint prefix or"
-                     " SavedModel" + ("" if os.path.exists(path) else " (it does not exist)"))
+                     " SavedModel" + ("" if os.path.exists(path) else " (it does not exist)")
+                     + (f"; bundled models: {registry.names_text()}" if _looks_like_name(path)
+                        else ""))
 
 
 def _load_keras(path, model_name, compile):
@@ -67,8 +80,8 @@ def _load_keras(path, model_name, compile):
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as err:  # Keras raises many kinds (ValueError, TypeError, zip errors)
-        raise MenetError(f"{path}: cannot be loaded as a Keras model ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise MenetError(f"{path}: cannot be loaded as a Keras model ({one_line(err)})") \
+            from None
     if not hasattr(model, "multiple"):
         raise MenetError(f"{path}: holds a {type(model).__name__}, not a MENET model")
     model.ensure_built()
@@ -82,7 +95,6 @@ def _load_tf1(path, model_name, compile):
     from menet_tf.config import released_config
     from menet_tf.model.layers import attention_block
     from menet_tf.model.network import MENET
-    from menet_tf.model.multitask import MultiTaskMENET
 
     prefix, _, shapes = tf1.read_checkpoint(path)
     depth, attention = tf1.architecture_of(shapes)
@@ -98,10 +110,7 @@ def _load_tf1(path, model_name, compile):
                 f"{prefix}: the checkpoint has depth {depth}, attention "
                 f"{tf1.attention_words(attention)}, but {name} has depth {config.model.depth},"
                 f" attention {tf1.attention_words(config.model.attention)}")
-        model = MultiTaskMENET(depth=depth, attention=attention, tasks=config.loss.tasks,
-                               weighting=config.loss.weighting,
-                               task_weights=config.loss.task_weights,
-                               texture_form=config.loss.texture_form, name=config.name)
+        model = released_model(config)
     else:
         model = MENET(depth=depth, attention=attention)
     model.ensure_built()
@@ -110,14 +119,15 @@ def _load_tf1(path, model_name, compile):
 
 
 # Source kind -> loader(path, model_name, compile) of a Keras model.
-_LOADERS = {"keras": _load_keras, "tf1": _load_tf1}
+_LOADERS = {"keras": _load_keras, "tf1": _load_tf1, "bundled": load_bundled}
 
 
 def load_model(source, model_name=None, compile=False):
     """A built MENET / MultiTaskMENET from a run folder, a ``.keras`` file or a TF1 checkpoint.
 
     Args:
-        source: run folder holding ``model.keras``; a ``.keras`` file; an authors' TF1 checkpoint
+        source: a bundled model's name (``menet-gb-rain100l``, see ``menet-tf models``); a run
+            folder holding ``model.keras``; a ``.keras`` file; an authors' TF1 checkpoint
             prefix (``.../model.final-100``) or a folder holding one. The TF1 architecture
             (depth, attention) is read off the checkpoint's variables.
         model_name: released name (``ModelShallowNewCaEdgeGramGradBalance``, ``MENET-GB``, ...)

@@ -193,3 +193,56 @@ def test_bad_arguments_are_one_line_errors(tmp_path, model_dir, capsys):
     with pytest.raises(MenetError):
         derain_files(Derainer(load_model(model_dir)), [tmp_path / "empty_dir_missing"],
                      tmp_path / "o", progress=False)
+
+
+def _rainy_and_clean(folder, clean_folder, name, clean_name, seed, h=20, w=24):
+    """A "rainy" photo and its "clean" twin: the clean image plus noise, so PSNR is finite."""
+    clean = _photo(seed, h, w)
+    noise = np.random.default_rng(seed + 100).integers(-20, 21, clean.shape)
+    rainy = np.clip(clean.astype(int) + noise, 0, 255).astype(np.uint8)
+    _save(clean_folder / clean_name, clean)
+    return _save(folder / name, rainy, **({"quality": 95} if name.endswith(".jpg") else {}))
+
+
+def test_clean_dir_scores_are_psnr_of_the_written_outputs(tmp_path, model_dir, capsys):
+    from menet_tf.model.metrics import psnr_float64
+
+    src, clean_dir, out = tmp_path / "in", tmp_path / "clean", tmp_path / "out"
+    src.mkdir()
+    clean_dir.mkdir()
+    _rainy_and_clean(src, clean_dir, "a.png", "a.png", 0)
+    _rainy_and_clean(src, clean_dir, "b.jpg", "b.png", 1)  # a JPEG input, a PNG clean twin
+    _save(src / "c.png", _photo(2, 20, 24))                # no clean twin: not scored
+    assert _run(src, "-o", out, "--model", model_dir, "--format", "jpg",
+                "--clean-dir", clean_dir) == 0
+    psnr = json.loads((out / "derain.json").read_text())["psnr"]
+    scored = {os.path.basename(i["file"]): i for i in psnr["images"]}
+    assert sorted(scored) == ["a.png", "b.jpg"]
+    printed = capsys.readouterr().out
+    for name, clean_name in (("a.png", "a.png"), ("b.jpg", "b.png")):
+        image = scored[name]
+        clean = np.asarray(Image.open(clean_dir / clean_name))
+        output = np.asarray(Image.open(out / (os.path.splitext(name)[0] + ".jpg")))
+        assert image["clean"] == str(clean_dir / clean_name)
+        assert image["output_psnr"] == psnr_float64(output, clean)
+        assert image["input_psnr"] == psnr_float64(np.asarray(Image.open(src / name)), clean)
+        assert f"PSNR {image['output_psnr']:.2f} dB (rainy input {image['input_psnr']:.2f}" \
+            in printed
+    assert psnr["mean_output_psnr"] == pytest.approx(
+        np.mean([i["output_psnr"] for i in scored.values()]), abs=1e-12)
+    assert "mean of 2" in printed
+
+
+def test_clean_dir_problems_are_refused_before_anything_is_written(tmp_path, model_dir, capsys):
+    src, clean_dir = tmp_path / "in", tmp_path / "clean"
+    src.mkdir()
+    clean_dir.mkdir()
+    _rainy_and_clean(src, clean_dir, "a.png", "a.png", 0)
+    _save(clean_dir / "a.png", _photo(0, 20, 28))  # the clean twin has another size
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_dir, "--clean-dir", clean_dir) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a.png" in err and "28x20" in err and "24x20" in err
+    assert not out.exists()
+    assert _run(src, "-o", out, "--model", model_dir, "--clean-dir", tmp_path / "nowhere") == 1
+    assert "nowhere" in capsys.readouterr().err and not out.exists()
