@@ -23,6 +23,12 @@ def render(entry):
     return "\n\n".join(section(entry) for section in sections) + "\n"
 
 
+def network_words(entry):
+    """The network in a few words: "MENET-GB (ModelShallowNewCaEdgeGramGradBalance)"."""
+    return (f"{entry['alias']} ({entry['configuration']})" if entry.get("alias")
+            else entry["configuration"])
+
+
 def _config_word(entry):
     """How ``menet-tf train --config`` names the configuration: the paper's alias if any."""
     return entry["alias"] or entry["configuration"]

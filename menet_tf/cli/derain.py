@@ -74,14 +74,14 @@ def _model_source(args):
     """``--model``, or the bundled default model with one line saying which."""
     if args.model is not None:
         return args.model
+    from menet_tf.bundled.card import network_words
     from menet_tf.bundled.registry import default_name, entry
 
     name = default_name()
     record = entry(name)
     training = record["training"]
-    network = (f"{record['alias']} ({record['configuration']})" if record.get("alias")
-               else record["configuration"])
-    print(f"model: {name}, the bundled default: {network} trained on {training['data']},"
+    print(f"model: {name}, the bundled default: {network_words(record)} trained on"
+          f" {training['data']},"
           f" {training['epochs']} epochs ({training['steps']} steps); --model picks another")
     return name
 

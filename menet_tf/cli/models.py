@@ -57,10 +57,11 @@ def _register_add(actions):
 
 
 def _summary_line(name, entry, default):
+    from menet_tf.bundled.card import network_words
+
     t, s = entry["training"], entry["scores"]
-    config = f"{entry['alias']} ({entry['configuration']})" if entry["alias"] \
-        else entry["configuration"]
-    return (f"{name}{' *' if name == default else '  '}  {config}  trained on {t['data']} "
+    mark = " *" if name == default else "  "
+    return (f"{name}{mark}  {network_words(entry)}  trained on {t['data']} "
             f"({t['pairs']} pairs), {t['epochs']} epochs  {s['data']} PSNR: authors "
             f"{s['authors']['psnr']:.2f}, y {s['y']['psnr']:.2f}, rgb {s['rgb']['psnr']:.2f} dB")
 
