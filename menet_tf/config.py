@@ -11,6 +11,7 @@ import os
 from typing import Dict, Optional, Tuple, Union
 
 from menet_tf.errors import ConfigError
+from menet_tf.files import write_json
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -120,9 +121,8 @@ def load_config(path):
 
 
 def save_config(config, path):
-    with open(path, "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
-        f.write("\n")
+    """Write ``config`` to ``path`` atomically: a run folder never holds half a config.json."""
+    write_json(path, config.to_dict(), error=ConfigError)
 
 
 def _released(name, depth=8, attention=False, tasks=("mse",), weighting="fixed", **weights):

@@ -7,6 +7,7 @@ de-rained photos and exports all go through :func:`replacing`.
 import contextlib
 import json
 import os
+import re
 
 from menet_tf.errors import MenetError
 
@@ -14,6 +15,17 @@ from menet_tf.errors import MenetError
 def _partial(path, suffix=""):
     """The temporary name beside ``path`` (a dot file, so listings of results skip it)."""
     return os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial{suffix}")
+
+
+# Every temporary name :func:`_partial` gives (".NAME.partial", ".NAME.partial.png"), and the
+# ".partial-..." folders of writers that build a folder before moving it into place.
+_PARTIAL_NAME = re.compile(r"^\.(.+\.partial(\.[A-Za-z0-9]+)?|partial-.*)$")
+
+
+def is_partial(name):
+    """Whether the file name ``name`` is a temporary of this module: what a process killed while
+    writing leaves behind, which clean-ups may remove (nobody else makes such names)."""
+    return bool(_PARTIAL_NAME.match(os.path.basename(name)))
 
 
 def _remove(path):
@@ -64,24 +76,32 @@ def write_json(path, data, error=MenetError, **dump_options):
 
 
 def write_all(files):
-    """Write {path: text} all or nothing: every file goes to ``<path>.partial`` first and is moved
-    into place only once all were written, so a failure (disk full) changes none of them."""
-    done = []
+    """Write {path: text} all or nothing: every file goes to its temporary name (synced to disk)
+    first and is moved into place only once all were written, so a failure (disk full) or an
+    interrupt changes none of them."""
+    written = []
     try:
         for path, text in files.items():
-            tmp = f"{path}.partial"
-            with open(tmp, "w", newline="") as f:
+            written.append((_partial(path), path))
+            with open(written[-1][0], "w", newline="") as f:
                 f.write(text)
-            done.append((tmp, path))
+                f.flush()
+                os.fsync(f.fileno())
     except OSError as err:
-        for tmp, _ in done + [(f"{path}.partial", path)]:
-            if os.path.isfile(tmp):
-                os.remove(tmp)
+        _remove_all(tmp for tmp, _ in written)
         raise MenetError(f"{path}: could not write ({err.strerror or err}); nothing half-written "
                          f"was left" + ("; the previous version is kept" if os.path.exists(path)
                                         else "")) from None
-    for tmp, path in done:
+    except BaseException:
+        _remove_all(tmp for tmp, _ in written)
+        raise
+    for tmp, path in written:
         os.replace(tmp, path)
+
+
+def _remove_all(paths):
+    for path in paths:
+        _remove(path)
 
 
 def read_json(path):

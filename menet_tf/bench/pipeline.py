@@ -12,15 +12,11 @@ import time
 DEFAULT_SYNTHETIC = os.path.join("data", "synthetic", "heavy", "train")
 
 
-def default_source(progress=False):
-    """The synthetic heavy train set if `make data-synthetic` ran, else a fresh one in /tmp."""
-    if os.path.isdir(DEFAULT_SYNTHETIC):
-        return DEFAULT_SYNTHETIC, False
-    from menet_tf.data.synth import synthesize
+def existing_synthetic():
+    """The synthetic heavy train set if `make data-synthetic` made it completely, else None."""
+    from menet_tf.data.synth import is_complete
 
-    out = tempfile.mkdtemp(prefix="menet-tf-bench-")
-    synthesize(out, preset="heavy", seed=0, count=40, test_count=0, progress=progress)
-    return os.path.join(out, "train"), True
+    return DEFAULT_SYNTHETIC if is_complete(os.path.dirname(DEFAULT_SYNTHETIC)) else None
 
 
 def benchmark(source=None, batch_size=20, crop_size=224, num_crops=10, mode="five_crop",
@@ -30,14 +26,28 @@ def benchmark(source=None, batch_size=20, crop_size=224, num_crops=10, mode="fiv
     Keys: ``source``, ``pairs``, ``validate_s`` (PIL check), ``build_s``, ``epoch_s`` (list),
     ``crops_per_s`` (all epochs, end to end), ``first_epoch_crops_per_s`` (includes shuffle
     buffer fill and tf.data autotuning), ``later_crops_per_s`` (epochs 2+), ``batches``.
+    With no ``source``: the synthetic heavy train set if there, else a fresh one in a temporary
+    folder that is removed afterwards.
     """
+    source = source or existing_synthetic()
+    settings = dict(batch_size=batch_size, crop_size=crop_size, num_crops=num_crops, mode=mode,
+                    cache=cache, epochs=epochs, seed=seed, max_batches=max_batches,
+                    progress=progress)
+    if source is not None:
+        return _timed(source, False, **settings)
+    from menet_tf.data.synth import synthesize
+
+    with tempfile.TemporaryDirectory(prefix="menet-tf-bench-") as folder:
+        synthesize(folder, preset="heavy", seed=0, count=40, test_count=0, progress=progress)
+        return _timed(os.path.join(folder, "train"), True, **settings)
+
+
+def _timed(source, temp, batch_size, crop_size, num_crops, mode, cache, epochs, seed,
+           max_batches, progress):
     import tensorflow  # noqa: F401  (imported here so its start-up is not timed as "build")
 
     from menet_tf.data.pipeline import resolve_pairs, train_dataset
 
-    temp = False
-    if source is None:
-        source, temp = default_source(progress)
     t0 = time.perf_counter()
     pairs = resolve_pairs(source, crop_size, progress=progress)
     t1 = time.perf_counter()

@@ -337,8 +337,8 @@ def _pipeline(sizes, data, workdir):
     from menet_tf.bench import pipeline as data_bench
 
     source = data
-    if source is None and not sizes.quick and os.path.isdir(data_bench.DEFAULT_SYNTHETIC):
-        source = data_bench.DEFAULT_SYNTHETIC
+    if source is None and not sizes.quick:
+        source = data_bench.existing_synthetic()
     if source is None:
         # A fresh synthetic set in the bench's temporary folder (removed afterwards).
         from menet_tf.data.synth import synthesize

@@ -36,8 +36,8 @@ def register(sub):
     p.add_argument("--authors", metavar="DIR",
                    help="folder of the authors' released graphs (e.g."
                    " ../shared/reference/authors_graphs), timed interleaved with the port")
-    options.add_out(p, "write every figure, the machine and the settings here (default: bench.json)",
-                    default="bench.json", metavar="FILE.json")
+    options.add_out(p, "also write every figure, the machine and the settings to this JSON file"
+                    " (default: none, the table is printed)", metavar="FILE.json")
     p.add_argument("--quick", action="store_true",
                    help="small sizes (64x64, batch 2-4) and 2 repetitions: a first look, not a claim")
     p.add_argument("--repeats", type=int, default=None,
@@ -78,7 +78,9 @@ def _command(args):
         parts += ["--data", args.data]
     if not args.pipeline:
         parts.append("--no-pipeline")
-    return " ".join(parts + ["--out", args.out])
+    if args.out:
+        parts += ["--out", args.out]
+    return " ".join(parts)
 
 
 def run(args):
@@ -98,6 +100,6 @@ def run(args):
         conv_gradient=args.conv_gradient,
     )
     print(format_table(result))
-    path = write_json(result, args.out)
-    print(f"wrote {path}")
+    if args.out:  # only where asked: a bench never drops files into the current folder
+        print(f"wrote {write_json(result, args.out)}")
     return 0

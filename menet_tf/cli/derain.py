@@ -101,6 +101,14 @@ def _print_scores(psnr):
               " nothing scored")
 
 
+def _refuse_record(args):
+    """derain.json is an output like the images: an earlier run's record is kept unless --force."""
+    record = os.path.join(args.out, "derain.json")
+    if os.path.exists(record) and not args.force:
+        raise MenetError(f"would overwrite {record} (an earlier run's record); use --force to"
+                         " replace it, or another -o folder")
+
+
 def _write_record(args, derainer, summary):
     """derain.json in the output folder: what ran on which files, and what failed."""
     from menet_tf.files import write_json
@@ -116,6 +124,7 @@ def derain(args):
     from menet_tf.infer.load import load_derainer
 
     _check_sizes(args)
+    _refuse_record(args)
     args.model = _model_source(args)
     derainer = load_derainer(args.model, args.model_name, fold_batch_norm=not args.no_fold,
                              jit_compile=options.jit_compile_value(args.jit_compile))

@@ -7,13 +7,15 @@ EPILOG = """protocols (all by default):
   authors  the paper's numbers (= `menet-tf train`'s test scores): 10 crops of 224 per image,
            tf.image PSNR/SSIM on RGB at max 255, mean per batch of 20, then over batches
   y        whole images, Y channel of MATLAB rgb2ycbcr, Gaussian SSIM (11x11, sigma 1.5):
-           how PReNet, BRN, Restormer report; --crop-border N drops N pixels per side
+           how PReNet, BRN, Restormer report
   rgb      whole images, PSNR/SSIM on RGB
+--crop-border N drops N pixels per side before the y and rgb scores.
 Y scores run about 1.5 dB above RGB scores for the same outputs; compare only like with like.
 
 writes OUT/metrics.csv (per image: every protocol's PSNR/SSIM of the output and of the rainy
-input) and OUT/summary.json (per protocol its mean psnr/ssim and description, model, data,
-seconds per image, device).
+input) and OUT/summary.json (per protocol its mean psnr/ssim and description, model, the
+folder scored and its split, seconds per image, device). A data root's test/ is scored; a root
+without test/ has its val/ scored, reported as the validation split.
 
 example: menet-tf evaluate runs/MENET-GB --data ../shared/datasets/Rain100L -o runs/MENET-GB/eval"""
 
@@ -41,7 +43,8 @@ def register(sub):
     p.add_argument("--batch-size", type=int, default=20,
                    help="crops per batch of the authors' protocol (default: 20, the paper's)")
     p.add_argument("--crop-border", type=int, default=0, metavar="N",
-                   help="pixels dropped on every side before the Y-channel scores (default: 0)")
+                   help="pixels dropped on every side before the whole-image (y and rgb) scores"
+                   " (default: 0)")
     p.add_argument("--save-images", type=int, default=0, metavar="N",
                    help="also write the first N de-rained images to OUT/images/")
     options.add_jit_compile(p, default="auto")
@@ -83,7 +86,8 @@ def run(args):
                            save_images=args.save_images,
                            jit_compile=options.jit_compile_value(args.jit_compile),
                            progress=not args.quiet)
-    print(f"{summary['model']} on {summary['data']} ({summary['images']} images)")
+    print(f"{summary['model']} on {summary['data']} ({summary['images']} images; scored: "
+          f"{summary['split']['described']})")
     print(format_summary(summary))
     if summary.get("seconds_per_image"):
         print(f"{summary['seconds_per_image']:.3f} s per whole image on {summary['device']}")

@@ -56,7 +56,7 @@ def register(sub):
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     train.add_argument("--cache", action="store_true",
                        help="decode each row's training images once per session, into "
-                            "OUT/<row>/.cache (deleted at the end): about the decoded size of "
+                            "OUT/<row>/.menet-train-cache (deleted at the end): about the decoded size of "
                             "the training set on disk")
     options.add_jit_compile(train, help="XLA compilation of training (default: the "
                             "configuration's, auto: on with a GPU, off on a CPU)",

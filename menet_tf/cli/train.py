@@ -66,8 +66,10 @@ def register(sub):
     p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
                    help="do not write TensorBoard logs")
     p.add_argument("--cache", action="store_true",
-                   help="decode the training images once per session, into OUT/.cache (deleted"
-                   " at the end): about the decoded size of the training set on disk")
+                   help="decode the training images once per session, into OUT/.menet-train-cache"
+                   " (deleted at the end): about the decoded size of the training set on disk")
+    p.add_argument("--accept-data-change", action="store_true",
+                   help="continue a run although its training files changed since it started")
     options.add_jit_compile(p, help="XLA compilation (default: the configuration's, auto: on with"
                             " a GPU, off on a CPU)", old=("--no-jit",))
     p.add_argument("--precision", choices=PRECISIONS,
@@ -80,7 +82,8 @@ def register(sub):
     again.add_argument("--resume", action="store_true",
                        help="require a stopped run in --out to continue (implied when there is one)")
     again.add_argument("--force", action="store_true",
-                       help="delete the run's files in --out and start over")
+                       help="delete the run's files in --out and start over (only the run's own"
+                       " files: anything else in the folder is kept)")
     options.add_quiet(p)
     p.set_defaults(func=train)
 
@@ -99,6 +102,16 @@ def apply_overrides(config, args):
 
 
 def train(args):
+    from menet_tf.train.loop import TrainingInterrupted
+
+    try:
+        _train(args)
+    except TrainingInterrupted as err:  # the loop said so, with the state saved: 130 / 143
+        return err.exit_code
+    return 0
+
+
+def _train(args):
     import shlex
     import sys
 
@@ -113,5 +126,5 @@ def train(args):
         progress=not args.quiet and sys.stderr.isatty(),
         strategy=args.strategy, precision=args.precision, sync_bn=args.sync_bn,
         command=" ".join(["menet-tf", *map(shlex.quote, sys.argv[1:])]),
+        accept_data_change=args.accept_data_change,
     )
-    return 0

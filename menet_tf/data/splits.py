@@ -24,6 +24,24 @@ class Splits:
     validation: Optional[Discovery]
     found: Dict[str, Discovery]  # every split, by folder relative to the root ("." = the root)
 
+    @property
+    def test_role(self):
+        """What the test scores are: "test", or "validation" when the root has no test/ folder
+        and val/ stands in (reported under that name, never as test scores)."""
+        return "validation" if self.test is not None and self.test is self.validation else "test"
+
+    def folder_of(self, discovery):
+        """The folder of ``discovery`` relative to the root ("test", "val"; "." = the root)."""
+        return next(key for key, found in self.found.items() if found is discovery)
+
+    def describe_test(self):
+        """The test split as the user should read it, e.g. "test/" or "val/ (the validation
+        split: no test/ folder)"."""
+        folder = self.folder_of(self.test).rstrip("/") + "/"
+        if self.test_role == "validation":
+            return f"{folder} (the validation split: no test/ folder)"
+        return folder
+
 
 def named_splits(root):
     """The splits of ``root`` (see :func:`~menet_tf.data.pairs.discover_splits`) by role."""

@@ -22,7 +22,6 @@ exactly and image N does not depend on ``count``.
 Output is the JORDER layout: ``OUT/train`` and ``OUT/test``, each with ``norain-N.png``,
 ``rain-N.png`` and ``rainstreak-N.png`` (N from 1), plus ``OUT/synth.json`` with the settings.
 """
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from menet_tf.errors import DataError
+from menet_tf.files import is_partial, read_json, write_json
 from menet_tf.data.images import inspect_image, is_image_file, load_rgb, save_rgb
 from menet_tf.model.metrics import psnr_float64 as psnr
 
@@ -195,7 +195,7 @@ def _prepare_dir(path):
     """Create ``path``; clear files a previous synth run wrote, refuse foreign files."""
     os.makedirs(path, exist_ok=True)
     names = os.listdir(path)
-    foreign = [n for n in names if not _OUR_FILES.match(n)]
+    foreign = [n for n in names if not (_OUR_FILES.match(n) or is_partial(n))]
     if foreign:
         raise DataError(f"{path}: folder holds files menet-tf synth did not write "
                         f"(e.g. {foreign[0]}); choose an empty or new --out folder")
@@ -215,6 +215,7 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
     size = parse_size(size)
     out = os.fspath(out)
     _check_out(out)
+    _remove_marker(out)  # from here until the new marker is written the set is incomplete
     photos = folder_photos(clean_dir) if clean_dir else skimage_photos()
     names = sorted(photos)
     jobs = [("train", i) for i in range(count)] + [("test", i) for i in range(test_count)]
@@ -238,11 +239,34 @@ def synthesize(out, preset="heavy", seed=0, count=40, test_count=10, clean_dir=N
                          else "skimage.data: " + ", ".join(names)),
         "input_psnr_db": {k: round(float(np.mean(v)), 2) for k, v in psnrs.items() if v},
     }
-    with open(os.path.join(out, MARKER), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(os.path.join(out, MARKER), summary)  # last, and atomic: the set is complete
     summary["folders"] = {s: os.path.join(out, s) for s, n in
                           (("train", count), ("test", test_count)) if n}
     return summary
+
+
+def is_complete(out):
+    """Whether ``out`` holds a finished synthetic set: its marker is written last (atomically),
+    so a set cut short (killed while it was being generated) has none, or an unreadable one."""
+    marker = read_json(os.path.join(os.fspath(out), MARKER))
+    return isinstance(marker, dict) and "input_psnr_db" in marker
+
+
+def ensure_synthetic(out, preset, seed=0, log=print, **settings):
+    """``out`` as a complete synthetic set: generated (with a line to ``log``) unless one is
+    there. An incomplete one is regenerated, never used. Returns True when it generated."""
+    if is_complete(out):
+        return False
+    state = "is incomplete" if os.path.isdir(out) else "not found"
+    log(f"{out} {state}: generating the synthetic {preset}-rain set there (seed {seed})")
+    synthesize(out, preset=preset, seed=seed, **settings)
+    return True
+
+
+def _remove_marker(out):
+    marker = os.path.join(out, MARKER)
+    if os.path.isfile(marker):
+        os.remove(marker)
 
 
 def _check_settings(preset, blend, count, test_count):
@@ -259,7 +283,7 @@ def _check_out(out):
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"{out}: exists and is not a folder")
     if os.path.isdir(out):
-        extra = set(os.listdir(out)) - {"train", "test", MARKER}
+        extra = {n for n in os.listdir(out) if not is_partial(n)} - {"train", "test", MARKER}
         if extra:
             raise DataError(f"{out}: folder holds files menet-tf synth did not write "
                             f"(e.g. {sorted(extra)[0]}); choose an empty or new --out folder")

@@ -15,6 +15,7 @@ window are the ones of :mod:`menet_tf.model.metrics`.
 """
 import numpy as np
 
+from menet_tf.infer.photos import to_uint8  # the one float-to-8-bit rule, as derain saves
 from menet_tf.model.metrics import FILTER_SIGMA, FILTER_SIZE, K1, K2
 from menet_tf.model.metrics import gaussian_1d as gaussian_window
 from menet_tf.model.metrics import psnr_float64 as psnr
@@ -96,18 +97,13 @@ def crop_border(img, n):
     return img[n:-n, n:-n]
 
 
-def to_uint8(img):
-    """Round a 0..255 float image to 8 bits, as saving it as PNG does."""
-    return np.clip(np.floor(np.asarray(img, np.float64) + 0.5), 0, 255).astype(np.uint8)
-
-
 def whole_image_scores(output, clean, protocol, border=0):
     """(psnr, ssim) of one whole output against its clean image under ``y`` or ``rgb``."""
     output, clean = to_uint8(output), np.asarray(clean).astype(np.uint8)
     if protocol == "y":
         a, b = crop_border(rgb_to_y(output), border), crop_border(rgb_to_y(clean), border)
     elif protocol == "rgb":
-        a, b = output, clean
+        a, b = crop_border(output, border), crop_border(clean, border)
     else:
         raise ValueError(f"whole-image protocols are y and rgb, not {protocol!r}")
     return psnr(a, b), ssim(a, b)

@@ -19,6 +19,7 @@ import numpy as np
 from menet_tf.errors import DataError, MenetError
 from menet_tf.evaluation.protocols import (
     DESCRIPTIONS, PROTOCOLS, authors_protocol, to_uint8, whole_image_scores)
+from menet_tf import interrupts
 from menet_tf.files import write_all
 
 SCORE_KEYS = ("psnr", "ssim", "input_psnr", "input_ssim")
@@ -65,15 +66,44 @@ def _image_files(path):
 
 def load_test_pairs(data):
     """Validated (rainy, clean) pairs of a test set: ``data`` is a test folder in any supported
-    layout, or a data root whose ``test/`` split is used."""
+    layout, or a data root whose test split (menet_tf.data.splits) is used."""
+    root, pairs, _ = _scored_split(data)
+    return root, pairs
+
+
+def _scored_split(data):
+    """(folder, validated pairs, split) of what ``data``'s test scores come from. ``split`` names
+    it for eval.json: {"folder": "test" (relative to ``data``; "." = ``data`` itself), "role":
+    "test" or "validation" (a root without test/ whose val/ stands in), "described": "test/"}."""
     from menet_tf.data import validate_pairs
+
+    splits = _splits(os.fspath(data))
+    if len(splits.found) > 1:
+        if splits.test is None:
+            raise DataError(f"{data}: holds several sets ({', '.join(sorted(splits.found))}) "
+                            f"and no test/ folder: point --data at the one to score")
+        disc = splits.test
+        split = {"folder": splits.folder_of(disc), "role": splits.test_role,
+                 "described": splits.describe_test()}
+    else:
+        disc = next(iter(splits.found.values()))
+        split = {"folder": splits.folder_of(disc), "role": "test",
+                 "described": splits.folder_of(disc).rstrip("/") + "/"}
+    if not disc.pairs:
+        raise DataError(f"{disc.root}: no rainy/clean pairs: evaluate needs the clean images "
+                        f"to score against ({len(disc.unpaired_rainy)} rainy images without a "
+                        f"clean twin)")
+    return disc.root, validate_pairs(disc), split
+
+
+def _splits(data):
+    """The splits of ``data``, with the advice for a folder of images without clean twins."""
     from menet_tf.data.splits import named_splits
 
-    data = os.fspath(data)
     if not os.path.exists(data):
         raise DataError(f"{data}: test set not found")
     try:
-        splits = named_splits(data)
+        return named_splits(data)
     except DataError as err:
         if os.path.isdir(data) and _image_files(data):
             raise DataError(
@@ -82,18 +112,6 @@ def load_test_pairs(data):
                 f"norain/ folders, or rain-N.png + norain-N.png). To derain without scoring use "
                 f"`menet-tf derain`. ({err})") from None
         raise
-    if len(splits.found) > 1:
-        if splits.test is None:
-            raise DataError(f"{data}: holds several sets ({', '.join(sorted(splits.found))}) "
-                            f"and no test/ folder: point --data at the one to score")
-        disc = splits.test
-    else:
-        disc = next(iter(splits.found.values()))
-    if not disc.pairs:
-        raise DataError(f"{disc.root}: no rainy/clean pairs: evaluate needs the clean images "
-                        f"to score against ({len(disc.unpaired_rainy)} rainy images without a "
-                        f"clean twin)")
-    return disc.root, validate_pairs(disc)
 
 
 def read_pair(pair):
@@ -152,11 +170,12 @@ def evaluate(model, data, out=None, *, protocols=PROTOCOLS, model_name=None, cro
     from menet_tf.infer.derainer import Derainer
 
     protocols = _checked(protocols)
-    root, pairs = load_test_pairs(data)
+    root, pairs, split = _scored_split(data)
     keras_model, model_desc = _load(model, model_name)
     derainer = Derainer(keras_model, jit_compile=jit_compile)
 
-    summary = {"model": model_desc, "data": os.path.abspath(root), "images": len(pairs)}
+    summary = {"model": model_desc, "data": os.path.abspath(root), "split": split,
+               "images": len(pairs)}
     rows = [{"name": os.path.basename(p.rainy), "height": p.height, "width": p.width}
             for p in pairs]
     if "authors" in protocols:
@@ -173,6 +192,7 @@ def evaluate(model, data, out=None, *, protocols=PROTOCOLS, model_name=None, cro
     summary["seconds_per_image"] = float(np.mean(seconds)) if seconds else None
     summary["device"] = device_name()
     summary["protocols"] = {p: DESCRIPTIONS[p] for p in protocols}
+    interrupts.check()  # a signal during the authors' crops: stop before writing
     if out:
         write_results(out, summary, rows)
     summary["images_scored"] = rows
@@ -215,6 +235,7 @@ def _score_whole_images(derainer, pairs, rows, whole, border, mode, images_dir, 
     bar = tqdm(list(enumerate(pairs)), desc="whole images", unit="image",
                disable=not progress, leave=False)
     for i, pair in bar:
+        interrupts.check()
         rainy, clean = read_pair(pair)
         start = time.perf_counter()
         derained = derainer.derain(rainy.astype(np.float32), mode=mode)
@@ -240,7 +261,7 @@ def _save_output(derained, path):
 
 def _whole_image_means(rows, protocol, border):
     entry = {key: float(np.mean([r[f"{protocol}_{key}"] for r in rows])) for key in SCORE_KEYS}
-    if protocol == "y":
+    if protocol in ("y", "rgb"):  # the whole-image protocols crop the border alike
         entry["crop_border"] = border
     entry["description"] = DESCRIPTIONS[protocol]
     return entry

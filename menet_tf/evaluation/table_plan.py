@@ -161,7 +161,8 @@ def missing_data_message(data, dataset, what):
 
 
 def data_splits(data, dataset, what):
-    """(train root, test root) of a data root; DataError with the full advice when missing."""
+    """(train root, test root, the test split described: "test/", or "val/ (the validation
+    split: ...)") of a data root; DataError with the full advice when missing."""
     from menet_tf.data.splits import named_splits
 
     if data is None or not os.path.isdir(data):
@@ -177,7 +178,7 @@ def data_splits(data, dataset, what):
         raise DataError(f"{data}: no {missing} folder with rainy/clean pairs (found "
                         f"{', '.join(sorted(splits.found)) or 'nothing'}). "
                         + missing_data_message(data, dataset, what))
-    return train, test
+    return train, test, splits.describe_test()
 
 
 def quick_data(data, message=print):
@@ -185,14 +186,13 @@ def quick_data(data, message=print):
     (generated if needed) with a message saying so."""
     if data and os.path.isdir(data):
         return data, False
-    from menet_tf.data import synthesize
+    from menet_tf.data import ensure_synthetic
 
     synthetic = os.path.join("data", "synthetic", "light")
     message(f"{data or 'the real Rain100L copy'} not found: the quick run uses the synthetic "
             f"light-rain set in {synthetic} instead (its numbers are not comparable with the "
             f"paper's; put RainTrainL/Rain100L in {data or 'data/Rain100L'} for real ones)")
-    if not os.path.isdir(synthetic):
-        synthesize(synthetic, preset="light", seed=0, progress=False)
+    ensure_synthetic(synthetic, preset="light", seed=0, log=message, progress=False)
     return synthetic, True
 
 

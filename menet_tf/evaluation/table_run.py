@@ -35,10 +35,11 @@ def run_table(experiment, runs, data=None, *, quick=False, dataset=None, steps=N
     spec = load_table(experiment)
     data, dataset, synthetic = table_data(data, dataset, quick, message)
     what = f"{spec['title'].split(':')[0]}{' (quick form)' if quick else ''}"
-    train_root, test_root = data_splits(data, dataset, what)
+    train_root, test_root, test_split = data_splits(data, dataset, what)
     if quick and steps is None:
         steps = spec["quick"]["steps"]
     meta = {"spec": spec, "data": os.path.abspath(data), "train": train_root, "test": test_root,
+            "test_split": test_split,
             "dataset": dataset, "quick": quick, "synthetic": synthetic, "steps": steps,
             "eval_crop": eval_crop_size or (spec["quick"]["eval_crop_size"] if quick else 224)}
     training = {"data": data, "seed": seed, "steps": steps, "save_every_steps": save_every_steps,

@@ -132,7 +132,8 @@ def _preamble(meta):
                "copy was not found): no paper numbers apply.", ""]
     where = dataset or ("this data set (not recognised as Rain100H/L: no paper numbers; "
                         "pass --dataset)")
-    md += [f"Trained on `{meta['train']}`, scored on `{meta['test']}` ({where}). "
+    md += [f"Trained on `{meta['train']}`, scored on `{meta['test']}`, the data's "
+           f"{meta.get('test_split', 'test/')} ({where}). "
            f"Paper: {spec.get('source', '')}.", ""]
     return md
 

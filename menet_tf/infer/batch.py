@@ -64,6 +64,43 @@ def _refuse_overwrite(targets, compare):
         raise MenetError(f"would overwrite {shown}; use --force to replace")
 
 
+def _refuse_inputs(files, targets, compare):
+    """An output that is one of the inputs is refused whatever the flags: --force replaces
+    earlier outputs, never the photos being read."""
+    sources = {os.path.realpath(source) for source, _ in files}
+    outputs = [p for p, _ in targets] + ([_compare_path(p) for p, _ in targets] if compare else [])
+    clashes = [p for p in outputs if os.path.realpath(p) in sources]
+    if clashes:
+        raise MenetError(f"{clashes[0]} is an input; refusing to write over it (give -o another"
+                         " folder)" + (f"; {len(clashes) - 1} more" if len(clashes) > 1 else ""))
+
+
+def _make_folders(targets):
+    """Create the output folders before anything runs, so a path under a file or an unwritable
+    folder is one line naming it, not a failure after the first image."""
+    for folder in sorted({os.path.dirname(os.path.abspath(p)) for p, _ in targets}):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:
+            raise MenetError(f"{folder}: cannot create the output folder"
+                             f" ({err.strerror or err})") from None
+        if not os.access(folder, os.W_OK):
+            raise MenetError(f"{folder}: output folder is not writable")
+
+
+def _network(derainer, images, **options):
+    """``derainer.derain``, with out-of-memory as one line saying how to need less memory."""
+    import tensorflow as tf
+
+    try:
+        return derainer.derain(images, **options)
+    except (tf.errors.ResourceExhaustedError, MemoryError):
+        h, w = images.shape[1:3]
+        raise MenetError(f"out of memory de-raining {len(images)} image(s) of {w}x{h}: use"
+                         " --mode tile, a smaller --max-pixels (tiles above it) or a smaller"
+                         " --batch-size") from None
+
+
 def _group_by_size(files, targets, failed):
     """{(height, width): [(source, (target, format))]} from the headers only; unreadable
     headers go to ``failed``."""
@@ -122,7 +159,8 @@ def _derain_groups(derainer, groups, bar, failed, compare, batch_size, derain_op
             if not images:
                 continue
             start = time.perf_counter()
-            results = derainer.derain(np.stack(images), batch_size=batch_size, **derain_options)
+            results = _network(derainer, np.stack(images), batch_size=batch_size,
+                               **derain_options)
             seconds += time.perf_counter() - start
             pixels += h * w * len(images)
             written += _write_batch(chunk, images, results, compare, bar)
@@ -207,9 +245,11 @@ def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png
     out = os.fspath(out)
     files = _find_photos(inputs, recursive)
     targets = _output_paths(files, out, fmt)
+    _refuse_inputs(files, targets, compare)
     if not force:
         _refuse_overwrite(targets, compare)
     twins = clean_twins(files, clean_dir) if clean_dir is not None else None
+    _make_folders(targets)
     failed = []
     groups = _group_by_size(files, targets, failed)
     bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)

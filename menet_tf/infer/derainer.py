@@ -37,6 +37,35 @@ def _image_batch(images):
     return images, single
 
 
+def to_uint8_tf(images):
+    """``menet_tf.infer.photos.to_uint8`` in TensorFlow, the same rule and arithmetic: round
+    half up (``floor(x) + (x - floor(x) >= 0.5)`` in float32), clip to 0..255."""
+    x = tf.cast(images, tf.float32)
+    whole = tf.floor(x)
+    rounded = whole + tf.cast(x - whole >= 0.5, tf.float32)
+    return tf.cast(tf.clip_by_value(rounded, 0.0, 255.0), tf.uint8)
+
+
+def real_image_mean(e, padded_height, size):
+    """mean_HW of channel attention's ``e`` over the real image, not its padding.
+
+    ``e`` is at 1/16 of the padded batch's resolution (``padded_height`` rows); the real image
+    is its top-left ``size`` (rows, cols). Each cell counts by the share of real pixels it
+    covers: cells of padding only count nothing, a cell straddling the border counts its real
+    share. Over the padded image the mean would change with the padding, and with it every
+    output pixel (an image-wide scale). Works eagerly too (the tiled path's blended e).
+    """
+    scale = padded_height // tf.shape(e)[1]
+
+    def share(real, cells):
+        covered = real - tf.range(cells) * scale
+        return tf.cast(tf.clip_by_value(covered, 0, scale), e.dtype) / tf.cast(scale, e.dtype)
+
+    weight = share(size[0], tf.shape(e)[1])[:, None] * share(size[1], tf.shape(e)[2])[None, :]
+    total = tf.reduce_sum(e * weight[None, :, :, None], axis=[1, 2], keepdims=True)
+    return total / tf.reduce_sum(weight)
+
+
 class Derainer:
     """Compiled inference of a MENET model on images of any size.
 
@@ -69,6 +98,7 @@ class Derainer:
             "forward": tf.function(self._forward, **compile_),
             "excitation": tf.function(self._excitation, **compile_),
             "with_mean": tf.function(self._forward_with_mean, **compile_),
+            "real_mean": tf.function(self._forward_real_mean, **compile_),
         }
 
     @classmethod
@@ -112,6 +142,17 @@ class Derainer:
             out = self.model(batch, training=False)
         return tf.cast(out, tf.float32)
 
+    def _forward_real_mean(self, batch, size):
+        """The network on a padded batch whose real image is ``size`` [2] (rows, cols): channel
+        attention averages over the real image, so the padding cannot change the output."""
+        from menet_tf.model.layers import attention_mean_hook, folded_batch_norm
+
+        height = tf.shape(batch)[1]
+        with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
+                lambda e: real_image_mean(e, height, size)):
+            out = self.model(batch, training=False)
+        return tf.cast(out, tf.float32)
+
     def _shape_key(self, height, width):
         """XLA compiles per shape anyway; the plain graph takes any size, so trace it once."""
         return (height, width) if self.jit_compile else None
@@ -119,8 +160,9 @@ class Derainer:
     def concrete_function(self, height=None, width=None, kind="forward"):
         """The compiled network for [N, height, width, 3] float32 (sizes multiples of .multiple).
 
-        ``kind``: "forward" (the network), "excitation" (channel attention's e map) or
-        "with_mean" (network taking a second input, the [1, 1, 1, C] mean of e to use).
+        ``kind``: "forward" (the network), "excitation" (channel attention's e map),
+        "with_mean" (network taking a second input, the [1, 1, 1, C] mean of e to use) or
+        "real_mean" (a second input, the [2] size of the real image inside the padded batch).
         """
         key = self._shape_key(height, width)
         fn = self._concrete.get((kind, key))
@@ -128,6 +170,8 @@ class Derainer:
             specs = [tf.TensorSpec([None, *(key or (None, None)), 3], tf.float32)]
             if kind == "with_mean":
                 specs.append(tf.TensorSpec([1, 1, 1, None], tf.float32))
+            if kind == "real_mean":
+                specs.append(tf.TensorSpec([2], tf.int32))
             fn = self._functions[kind].get_concrete_function(*specs)
             self._concrete[(kind, key)] = fn
         return fn
@@ -156,6 +200,16 @@ class Derainer:
         fn = self.concrete_function(*batch.shape[1:3])
         return fn(tf.constant(batch)).numpy()
 
+    def predict_padded(self, batch, size):
+        """Like predict, for a batch padded around a real image of ``size`` (rows, cols) at its
+        top left: an attention model takes its mean over the real image (docs/derain.md)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if tuple(size) == batch.shape[1:3] or not self._has_attention():
+            return self.predict(batch)
+        self._check(batch)
+        fn = self.concrete_function(*batch.shape[1:3], kind="real_mean")
+        return fn(tf.constant(batch), tf.constant(size, tf.int32)).numpy()
+
     def predict_tensor(self, batch):
         """Like predict, for a float32 tensor, returning a tensor (no host copy)."""
         return self.concrete_function(*batch.shape[1:3])(batch)
@@ -177,34 +231,32 @@ class Derainer:
             max_pixels = default_max_pixels()
         h, w = images.shape[1:3]
         if mode == "tile" or (max_pixels is not None and h * w > max_pixels):
-            def run(x):
-                return self._tiled(x, tile_size, overlap, batch_size)
+            def run(x, size):
+                return self._tiled(x, tile_size, overlap, batch_size, size)
         else:
-            def run(x):
-                return self._batched(x, batch_size)
+            def run(x, size):
+                return self._batched(x, batch_size, size)
         images = images.astype(np.float32, copy=False)
         out = (self._resized if mode == "resize" else self._padded)(images, run)
         return out[0] if single else out
 
     def _padded(self, images, run):
-        """Reflection-pad to the multiple, ``run``, crop back."""
+        """Reflection-pad to the multiple, ``run`` (told the real size), crop back."""
         h, w = images.shape[1:3]
         padded, _ = pad_to_multiple(images, self.multiple)
-        return run(padded.numpy())[:, :h, :w, :]
+        return run(padded.numpy(), (h, w))[:, :h, :w, :]
 
     def _resized(self, images, run):
         """The released script's way: bicubic up to multiples of 16, ``run``, bicubic back."""
         h, w = images.shape[1:3]
         size = (_round_up(h, RESIZE_MULTIPLE), _round_up(w, RESIZE_MULTIPLE))
         if size == (h, w):
-            return run(images)
-        out = run(resize_bicubic(images, size).numpy())
+            return run(images, size)
+        out = run(resize_bicubic(images, size).numpy(), size)
         return np.clip(resize_bicubic(out, (h, w)).numpy(), 0.0, 255.0)
 
-    def _batched(self, batch, batch_size):
-        if len(batch) <= batch_size:
-            return self.predict(batch)
-        return np.concatenate([self.predict(batch[i:i + batch_size])
+    def _batched(self, batch, batch_size, size):
+        return np.concatenate([self.predict_padded(batch[i:i + batch_size], size)
                                for i in range(0, len(batch), batch_size)])
 
     def _has_attention(self):
@@ -212,32 +264,34 @@ class Derainer:
             self.concrete_function(self.multiple, self.multiple, kind="excitation")
         return self._attention_found
 
-    def _tiled(self, batch, tile_size, overlap, batch_size):
-        """Overlapping tiles blended as ``TileLayout.blend`` does (sizes already multiples)."""
+    def _tiled(self, batch, tile_size, overlap, batch_size, size):
+        """Overlapping tiles blended as ``TileLayout.blend`` does (sizes already multiples;
+        ``size``: the real image inside the padded batch)."""
         n, h, w, _ = batch.shape
         layout = TileLayout(h, w, tile_size, overlap, self.multiple)
         attention = self._has_attention()
         out = np.empty_like(batch)
         for k in range(n):
             if attention:
-                result = self._tiled_with_image_mean(batch[k], layout, batch_size)
+                result = self._tiled_with_image_mean(batch[k], layout, batch_size, size)
             else:
                 result = layout.blend(batch[k], self.predict, batch_size)
             out[k] = np.clip(result, 0.0, 255.0)
         return out
 
-    def _tiled_with_image_mean(self, image, layout, batch_size):
+    def _tiled_with_image_mean(self, image, layout, batch_size, size):
         """Tiles of an attention model, each scaled by the whole image's attention mean.
 
         Channel attention scales features by sigmoid(mean_HW(e)), an image-wide mean a tile
         cannot see. So a first, cheap pass computes e tile by tile (only the layers up to e
         run), blends it like the output, and every tile then uses the whole image's mean: tiles
-        then reproduce the untiled output instead of each tile's own scale.
+        then reproduce the untiled output instead of each tile's own scale. The mean is over
+        the real image (``size``), not its padding, as untiled.
         """
         th, tw = layout.tile
         excitation = self.concrete_function(th, tw, kind="excitation")
         e = layout.blend(image, lambda t: excitation(tf.constant(t)).numpy(), batch_size)
-        mean = tf.constant(e.mean(axis=(0, 1)).reshape(1, 1, 1, -1))
+        mean = real_image_mean(tf.constant(e[None]), image.shape[0], size)
         with_mean = self.concrete_function(th, tw, kind="with_mean")
         return layout.blend(image, lambda t: with_mean(tf.constant(t), mean).numpy(), batch_size)
 
@@ -245,17 +299,20 @@ class Derainer:
     def serving_function(self, images):
         """In-graph de-raining of a batch of any size: uint8 or float 0..255 in, same dtype out.
 
-        Pads by reflection to the multiple, runs the network, crops back. Used by ``export``.
+        Pads by reflection to the multiple, runs the network (attention's mean over the real
+        image, as ``derain``), crops back. Used by ``export``.
         """
-        from menet_tf.model.layers import folded_batch_norm
+        from menet_tf.model.layers import attention_mean_hook, folded_batch_norm
 
         dtype = images.dtype
         x = tf.cast(images, tf.float32)
         padded, (h, w) = pad_to_multiple(x, self.multiple)
-        with folded_batch_norm(self.fold_batch_norm):
+        height = tf.shape(padded)[1]
+        with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
+                lambda e: real_image_mean(e, height, (h, w))):
             out = tf.cast(self.model(padded, training=False), tf.float32)[:, :h, :w, :]
         if dtype == tf.uint8:
-            return tf.cast(tf.round(out), tf.uint8)
+            return to_uint8_tf(out)
         return tf.cast(out, dtype)
 
 
@@ -285,8 +342,8 @@ class SavedModelDerainer(Derainer):
         self.jit_compile = False
         self.trace_count = 0
 
-    def _tiled(self, batch, tile_size, overlap, batch_size):
-        return super()._tiled(batch, _round_up(tile_size, 16), overlap, batch_size)
+    def _tiled(self, batch, tile_size, overlap, batch_size, size):
+        return super()._tiled(batch, _round_up(tile_size, 16), overlap, batch_size, size)
 
     def _has_attention(self):
         """The exported graph cannot take an image-wide attention mean, so tiles of an

@@ -16,7 +16,6 @@ Signatures:
 TFLite: ``tf.lite.TFLiteConverter`` from the same function with a fixed input [1, H, W, 3]
 (``size``), float32, or with dynamic-range quantisation (int8 weights, float activations).
 """
-import json
 import os
 import shutil
 import tempfile
@@ -25,20 +24,56 @@ import numpy as np
 import tensorflow as tf
 
 from menet_tf.errors import MenetError
-from menet_tf.files import atomic_write
+from menet_tf.files import atomic_write, read_json, write_json
 
-def _prepare_target(path, force):
-    if os.path.exists(path) and not force:
-        raise MenetError(f"{path} exists; use --force to replace it")
+MARKER = "export.json"
+
+
+def _is_export(folder):
+    """A folder an earlier ``export`` wrote: it carries export.json with the export's format."""
+    info = read_json(os.path.join(folder, MARKER))
+    return isinstance(info, dict) and "format" in info
+
+
+def _prepare_target(path, force, fmt):
+    """Refuse to replace anything but a previous export, and that only with --force.
+
+    --force reaches no further than the command's own outputs: a SavedModel folder must carry
+    the export's marker, a TFLite target must be a file; a run folder, ``.`` or a folder of a
+    user's files is never replaced, whatever the flags.
+    """
+    if not os.path.lexists(path):
+        return
+    if not force:
+        raise MenetError(f"{path} exists; use --force to replace an earlier export")
+    if fmt == "savedmodel":
+        ours = os.path.isdir(path) and not os.path.islink(path) and _is_export(path)
+    else:
+        ours = os.path.isfile(path)
+    if not ours:
+        what = "a SavedModel export (no export.json)" if fmt == "savedmodel" else "a file"
+        raise MenetError(f"{path} is not {what}; refusing to replace it even with --force")
+
+
+def _readable_by_umask(folder):
+    """mkdtemp makes 0700 folders; give the export the mode the user's umask asks for."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
 
 
 def _replace(tmp, path):
-    """Move a finished export into place (an interrupted export never leaves half a model)."""
+    """Move a finished export into place (an interrupted export never leaves half a model):
+    the previous export (checked by ``_prepare_target``) is moved aside first and removed
+    only once the new one is in place."""
+    old = None
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
+        old = tempfile.mkdtemp(prefix=".export-old-", dir=os.path.dirname(tmp))
+        os.rmdir(old)
+        os.replace(path, old)
     os.replace(tmp, path)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _require_keras_model(derainer, what):
@@ -63,7 +98,7 @@ def _archive(derainer, specs):
 def export_saved_model(derainer, path, force=False):
     """Write a SavedModel of ``derainer`` (a ``Derainer``) to the folder ``path``."""
     path = os.fspath(path)
-    _prepare_target(path, force)
+    _prepare_target(path, force, "savedmodel")
     _require_keras_model(derainer, "export")
     archive = _archive(derainer, {
         name: tf.TensorSpec([None, None, None, 3], dtype, name="images")
@@ -73,6 +108,7 @@ def export_saved_model(derainer, path, force=False):
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         archive.write_out(tmp, verbose=False)
+        _readable_by_umask(tmp)
         _write_info(tmp, derainer, format="savedmodel", signatures={
             "serving_default": "float32 images [N,H,W,3] 0..255 -> derained float32",
             "serve_uint8": "uint8 images [N,H,W,3] -> derained uint8"})
@@ -92,8 +128,7 @@ def _write_info(folder, derainer, **extra):
         "multiple": derainer.multiple, "fold_batch_norm": derainer.fold_batch_norm,
         "value_range": "0..255 RGB", **extra,
     }
-    with open(os.path.join(folder, "export.json"), "w") as fh:
-        json.dump(info, fh, indent=2)
+    write_json(os.path.join(folder, MARKER), info)
 
 
 def tflite_bytes(derainer, size, quantize=None):
@@ -126,7 +161,10 @@ def export_tflite(derainer, path, size, quantize=None, force=False):
         folder, path = path, os.path.join(path, "model.tflite")
     else:
         folder = os.path.dirname(os.path.abspath(path))
-    _prepare_target(path, force)
+    _prepare_target(path, force, "tflite")
+    marker = os.path.join(folder, MARKER)
+    if os.path.basename(path) == "model.tflite" and os.path.exists(marker):
+        _prepare_target(marker, force, "tflite")
     data = tflite_bytes(derainer, size, quantize)
     os.makedirs(folder, exist_ok=True)
     atomic_write(path, lambda f: f.write(data), mode="wb")

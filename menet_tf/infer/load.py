@@ -76,9 +76,11 @@ def _load_keras(path, model_name, compile):
     import keras
 
     import menet_tf.model.multitask  # noqa: F401  registers the classes for deserialisation
+    from menet_tf.model.losses import for_inference
 
     try:
-        model = keras.saving.load_model(path, compile=compile)
+        with for_inference():  # a VGG-trained model loads without the VGG19 weights file
+            model = keras.saving.load_model(path, compile=compile)
     except Exception as err:  # Keras raises many kinds (ValueError, TypeError, zip errors)
         raise MenetError(f"{path}: cannot be loaded as a Keras model ({one_line(err)})") \
             from None

@@ -90,7 +90,7 @@ def photo_size(path):
             orientation = im.getexif().get(0x0112, 1)
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file (corrupt or unknown format)") from None
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot read image ({err})") from None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
@@ -111,7 +111,7 @@ def read_photo(path):
                 arr = np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image file (corrupt or unknown format)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: corrupt or unreadable image ({err})") from None
     if sixteen:
         warnings.warn(f"{path}: 16-bit image, converted to 8 bits", DataWarning, stacklevel=2)
@@ -131,11 +131,27 @@ def output_format(fmt, source_path):
     return fmt
 
 
+def to_uint8(images):
+    """THE float-to-8-bit rule of menet-tf: round half up, clip to 0..255.
+
+    What ``derain`` saves, what the whole-image protocols of ``evaluate`` score ("the output
+    rounded to 8 bits, as a saved PNG") and what an export's ``serve_uint8`` signature returns
+    (``menet_tf.infer.derainer.to_uint8_tf``, the same rule in TensorFlow). Written as
+    ``floor(x) + (x - floor(x) >= 0.5)``, which is exact in float32; ``floor(x + 0.5)`` is not
+    (0.49999997 + 0.5 rounds to 1.0), and ``np.round``/``tf.round`` round halves to even.
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    x = images.astype(np.float32)
+    whole = np.floor(x)
+    return np.clip(whole + (x - whole >= 0.5), 0, 255).astype(np.uint8)
+
+
 def write_photo(array, path, fmt="png"):
-    """Write [H, W, 3] (float 0..255 is rounded) as 8-bit ``fmt``, atomically."""
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    """Write [H, W, 3] (float 0..255 is rounded by :func:`to_uint8`) as 8-bit ``fmt``,
+    atomically."""
+    array = to_uint8(array)
     pil_format, _, options = OUTPUT_FORMATS[fmt]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with replacing(path, suffix=OUTPUT_FORMATS[fmt][1], error=DataError) as tmp:
@@ -144,7 +160,6 @@ def write_photo(array, path, fmt="png"):
 
 def side_by_side(left, right, gap=8):
     """rainy | de-rained, separated by a white gap, as one uint8 image."""
-    left, right = (np.clip(np.round(np.asarray(a, np.float32)), 0, 255).astype(np.uint8)
-                   for a in (left, right))
+    left, right = to_uint8(left), to_uint8(right)
     spacer = np.full((left.shape[0], gap, 3), 255, np.uint8)
     return np.concatenate([left, spacer, right], axis=1)

@@ -15,13 +15,16 @@ def pretrained(name=None):
 
 
 def released_model(config):
-    """The MultiTaskMENET of a released configuration (an ExperimentConfig), not yet built."""
+    """The MultiTaskMENET of a released configuration (an ExperimentConfig), not yet built, for
+    inference: a VGG-task configuration needs no VGG19 weights file here."""
+    from menet_tf.model.losses import for_inference
     from menet_tf.model.multitask import MultiTaskMENET
 
-    return MultiTaskMENET(depth=config.model.depth, attention=config.model.attention,
-                          tasks=config.loss.tasks, weighting=config.loss.weighting,
-                          task_weights=config.loss.task_weights,
-                          texture_form=config.loss.texture_form, name=config.name)
+    with for_inference():
+        return MultiTaskMENET(depth=config.model.depth, attention=config.model.attention,
+                              tasks=config.loss.tasks, weighting=config.loss.weighting,
+                              task_weights=config.loss.task_weights,
+                              texture_form=config.loss.texture_form, name=config.name)
 
 
 def weights_model(config, path, what):

@@ -5,6 +5,7 @@ the keys of the training logs (``mse``, ``edge``, ``texture``, ``vgg``). Losses 
 computed in float32, whatever the compute dtype of the network, because the texture loss reaches
 1e14 and would overflow float16.
 """
+import contextlib
 import os
 
 import keras
@@ -74,31 +75,59 @@ def texture_loss_paper(clean, derained):
     return tf.reduce_mean(tf.reduce_sum(tf.square(diff), axis=[1, 2]))
 
 
+_FOR_INFERENCE = []
+
+
+@contextlib.contextmanager
+def for_inference():
+    """Build models whose VGG perceptual loss will not be computed (inference, export).
+
+    Only training needs the ImageNet VGG19 weights file; a model trained with the ``vgg`` task
+    and loaded here to de-rain gets the frozen VGG19 without reading the file (a ``.keras``
+    file restores the VGG variables it saved anyway). The loss refuses to run without them.
+    """
+    _FOR_INFERENCE.append(True)
+    try:
+        yield
+    finally:
+        _FOR_INFERENCE.pop()
+
+
+def _vgg_weights_file(weights):
+    """The weights file to read, None for "random", or ConfigError when training would need it;
+    inside :func:`for_inference` a missing file is not an error (None: not read)."""
+    if weights == "random":
+        return None
+    if weights is not None and os.path.isfile(weights):
+        return weights
+    if _FOR_INFERENCE:
+        return None
+    if weights is None:
+        raise ConfigError(
+            "the VGG perceptual loss needs ImageNet VGG19 weights: pass the path of the Keras"
+            " file vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (vgg_weights in the"
+            " configuration, --vgg-weights on the command line); menet-tf downloads nothing"
+        )
+    raise ConfigError(f"{weights}: VGG19 weights file not found")
+
+
 class PerceptualLoss(keras.layers.Layer):
     """L_vgg (Table IV): MSE of VGG19 conv3_4 activations, Caffe preprocessing, frozen weights.
 
     ``weights`` is the path of the Keras ImageNet VGG19 weights file (no top), e.g.
     ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``; nothing is downloaded. ``"random"``
-    builds random weights, for tests only.
+    builds random weights, for tests only. Inside :func:`for_inference` the file may be
+    missing: the loss is then not computable (``call`` refuses), but the model loads.
     """
 
     def __init__(self, weights=None, **kwargs):
         kwargs.setdefault("name", "vgg")
         super().__init__(**kwargs)
-        if weights is None:
-            raise ConfigError(
-                "the VGG perceptual loss needs ImageNet VGG19 weights: pass the path of the Keras"
-                " file vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (vgg_weights in the"
-                " configuration, --vgg-weights on the command line); menet-tf downloads nothing"
-            )
-        if weights != "random" and not os.path.isfile(weights):
-            raise ConfigError(f"{weights}: VGG19 weights file not found")
+        path = _vgg_weights_file(weights)
         self.weights_path = weights
-        vgg = keras.applications.VGG19(
-            include_top=False,
-            weights=None if weights == "random" else weights,
-            input_shape=(None, None, 3),
-        )
+        self.computable = weights == "random" or path is not None
+        vgg = keras.applications.VGG19(include_top=False, weights=path,
+                                       input_shape=(None, None, 3))
         self.features = keras.Model(vgg.input, vgg.get_layer(VGG_LAYER).output, name="vgg19_conv3_4")
         self.features.trainable = False
 
@@ -106,6 +135,9 @@ class PerceptualLoss(keras.layers.Layer):
         return images[..., ::-1] - tf.constant(VGG_BGR_MEAN, images.dtype)
 
     def call(self, clean, derained):
+        if not self.computable:
+            raise ConfigError(f"{self.weights_path}: VGG19 weights file not found; the model"
+                              " was loaded for inference, training needs the file")
         a = self.features(self._preprocess(derained), training=False)
         b = self.features(self._preprocess(clean), training=False)
         return _mean_squared_error(tf.cast(a, tf.float32), tf.cast(b, tf.float32))

@@ -98,13 +98,28 @@ def _task(strategy):
 
 def is_chief(strategy=None):
     """Whether this process writes the run's files: always, except on the non-chief workers of
-    a multi-worker cluster (the chief is the "chief" task, else worker 0)."""
+    a multi-worker cluster."""
     task_type, task_id = _task(strategy)
-    if task_type is None:
+    jobs = strategy.cluster_resolver.cluster_spec().jobs if task_type else ()
+    return _is_chief_task(task_type, task_id, jobs)
+
+
+def is_chief_process(strategy=None):
+    """``is_chief`` before the strategy is built: for the name "multiworker", the task is read
+    off TF_CONFIG as the strategy will read it, so that only the chief cleans the shared folder."""
+    if not isinstance(strategy, str):
+        return is_chief(strategy)
+    if strategy != "multiworker":
         return True
-    if task_type == "chief":
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task") or {}
+    return _is_chief_task(task.get("type"), int(task.get("index", 0)), config.get("cluster") or {})
+
+
+def _is_chief_task(task_type, task_id, jobs):
+    """The chief is the "chief" task, else worker 0; a process outside any cluster is its own."""
+    if task_type is None or task_type == "chief":
         return True
-    jobs = strategy.cluster_resolver.cluster_spec().jobs
     return task_type == "worker" and task_id == 0 and "chief" not in jobs
 
 

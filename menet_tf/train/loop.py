@@ -10,15 +10,26 @@ import dataclasses
 import math
 import os
 import shutil
+import signal
 import time
 from typing import Any, Callable, Optional
 
-from menet_tf import files
-from menet_tf.errors import CheckpointError
+from menet_tf import files, interrupts
+from menet_tf.errors import CheckpointError, MenetError
 from menet_tf.train import records, state
 from menet_tf.train.distribute import is_chief, make_strategy, worker_out_dir
+from menet_tf.train.records import CACHE_DIR
 
-CACHE_DIR = ".cache"
+CACHE_MARK = "made-by-menet-tf-train"  # inside CACHE_DIR: the run made it, the run may delete it
+
+
+class TrainingInterrupted(MenetError):
+    """SIGINT or SIGTERM stopped the session after a step, with the state saved;
+    ``exit_code`` is the shell's for that signal (130, 143)."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclasses.dataclass
@@ -40,6 +51,7 @@ class RunPlan:
     strategy: Any = None
     command: Optional[str] = None
     log: Callable = print
+    data_files: Optional[list] = None  # the training folder's [name, size] (state.data_files)
 
     @property
     def state_path(self):
@@ -89,6 +101,8 @@ class Session:
         else:
             header = state.new_header(plan.prints, plan.seed)
         header["target_steps"] = plan.target
+        if plan.data_files is not None:  # checked by train_run, or accepted: this is the data now
+            header["data_files"] = plan.data_files
         self.header = header
         self.seconds_before = header["seconds"]
 
@@ -111,7 +125,7 @@ class Session:
         test_root = self.plan.test_root
         self.test_ds = (eval_dataset(test_root, batch_size=train.batch_size, crop_size=train.crop_size,
                                      cache=True) if test_root else None)
-        self.train_cache = _train_cache(self.plan.out, self.plan.cache, self.strategy)
+        self.train_cache = _train_cache(self.plan.out, self.plan.cache, self.strategy, self.chief)
         self.model.make_train_function()
         self.model.make_test_function()
         self.train_fn, self.test_fn = self.model.train_function, self.model.test_function
@@ -120,19 +134,24 @@ class Session:
     # -- the loop -----------------------------------------------------------------------------
 
     def run_epochs(self):
-        """Epochs until the target step; Ctrl-C saves the state unless it landed mid-booking."""
+        """Epochs until the target step. SIGINT/SIGTERM stop it after the current step with the
+        state saved; a KeyboardInterrupt (a second Ctrl-C) saves it unless it landed mid-booking."""
         plan, header = self.plan, self.header
-        if header["global_step"] < plan.target:
-            crop, batch = plan.config.train.crop_size, plan.config.train.batch_size
-            self.log(f"training {plan.config.name} on {plan.prints['data.train']} ({plan.per_epoch}"
-                     f" batches of {batch} crops {crop}x{crop} per epoch, {plan.target} steps ="
-                     f" {plan.target / plan.per_epoch:g} epochs); results in {plan.out}")
         try:
-            while header["global_step"] < plan.target:
-                self.run_epoch()
+            with interrupts.deferred():
+                if header["global_step"] < plan.target:
+                    crop, batch = plan.config.train.crop_size, plan.config.train.batch_size
+                    self.log(f"training {plan.config.name} on {plan.prints['data.train']}"
+                             f" ({plan.per_epoch} batches of {batch} crops {crop}x{crop} per epoch,"
+                             f" {plan.target} steps = {plan.target / plan.per_epoch:g} epochs);"
+                             f" results in {plan.out}")
+                while header["global_step"] < plan.target:
+                    self.run_epoch()
+                    self._stop_if_signalled()
         except KeyboardInterrupt:
             if self.consistent:
                 self.checkpoint()
+                self.record.write("interrupted")
                 self.log(f"interrupted: state saved at step {header['global_step']}; run the same"
                          " command again to continue")
             raise
@@ -151,15 +170,29 @@ class Session:
             logs = self.step(iterator)
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4g}", psnr=f"{logs['psnr']:.2f}")
-            if (plan.save_every_steps and header["global_step"] % int(plan.save_every_steps) == 0
-                    and header["batches_done"] < n_batches):
-                self.checkpoint()
+            if header["batches_done"] < n_batches:  # mid-epoch (the epoch's end saves anyway)
+                self._stop_if_signalled()
+                if plan.save_every_steps and header["global_step"] % int(plan.save_every_steps) == 0:
+                    self.checkpoint()
         bar.close()
         row = {"epoch": epoch, **state.epoch_means(header), "steps": header["global_step"]}
         row.update(self.test_scores())
         self.end_epoch(row)
         self.log(f"epoch {epoch + 1}/{n_epochs}: " + ", ".join(
             f"{k} {row[k]:.4g}" for k in ("loss", "psnr", "val_psnr", "val_ssim") if k in row))
+
+    def _stop_if_signalled(self):
+        """After a step or an epoch: save the state and stop if a signal asked for it."""
+        stop_signal = interrupts.requested()
+        if stop_signal is None:
+            return
+        self.checkpoint()
+        self.record.write("interrupted")  # run.json ends with this session, at this step
+        _remove_cache(self.plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
+        step = self.header["global_step"]
+        self.log(f"interrupted: state saved at step {step}; run the same command again to continue")
+        raise TrainingInterrupted(f"interrupted by {signal.Signals(stop_signal).name} at step"
+                                  f" {step}", interrupts.EXIT_CODES[stop_signal])
 
     def _epoch_batches(self, epoch, n_batches, done):
         """The epoch's batches in its seeded order, without the ``done`` ones already trained."""
@@ -226,7 +259,7 @@ class Session:
     def finish(self):
         """Final model (with its optimizer), test scores and the finished run record."""
         plan, header = self.plan, self.header
-        shutil.rmtree(os.path.join(plan.out, CACHE_DIR), ignore_errors=True)
+        _remove_cache(plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
         seconds = header["seconds"]
         header["optimizer_iterations"] = int(self.model.optimizer.iterations.numpy())
         self._save_final_model()
@@ -276,23 +309,36 @@ def _progress_bar(total, initial, desc, enabled):
                 dynamic_ncols=True, leave=True)
 
 
-def _train_cache(out, cache, strategy):
+def _train_cache(out, cache, strategy, chief=True):
     """What ``cache=True`` hands the training pipeline.
 
     Each epoch builds its own pipeline (its own data-order seed), so an in-memory cache would die
-    with the epoch; decoded pairs go to files under OUT/.cache instead, which every epoch of the
-    session reads instead of decoding the PNGs again (disk: about the decoded size of the set).
-    Cleared at the start of each session (no stale lock or content after a kill) and at the end.
-    A multi-worker run keeps the per-epoch memory cache (workers would share the folder).
+    with the epoch; decoded pairs go to files under OUT/.menet-train-cache instead, which every
+    epoch of the session reads instead of decoding the PNGs again (disk: about the decoded size of
+    the set). A cache this run made (it holds CACHE_MARK) is cleared at the start of each session
+    (no stale lock or content after a kill) and at the end; a folder of that name the run did not
+    make is refused, never deleted. A multi-worker run keeps the per-epoch memory cache (workers
+    would share the folder).
     """
     folder = os.path.join(out, CACHE_DIR)
-    shutil.rmtree(folder, ignore_errors=True)
+    made_here = os.path.isfile(os.path.join(folder, CACHE_MARK))
+    _remove_cache(out, created=made_here, chief=chief)
     if not cache:
         return False
     if strategy is not None and type(strategy).__name__.startswith("MultiWorker"):
         return True
-    os.makedirs(folder, exist_ok=True)
+    if os.path.exists(folder):
+        raise MenetError(f"{folder}: exists and was not made by this run; remove it or drop --cache")
+    os.makedirs(folder)
+    with open(os.path.join(folder, CACHE_MARK), "w"):
+        pass
     return os.path.join(folder, "train")
+
+
+def _remove_cache(out, created, chief):
+    """Delete the run's cache folder: only if this run created it, and only on the chief."""
+    if created and chief:
+        shutil.rmtree(os.path.join(out, CACHE_DIR), ignore_errors=True)
 
 
 def _schedule_of(optimizer):

@@ -22,6 +22,8 @@ CURVES_FILE = "curves.png"
 FINAL_MODEL = "model.keras"
 EVAL_FILE = "eval.json"
 TENSORBOARD_DIR = "tensorboard"
+# The --cache folder: a name no user's folder has (never OUT/.cache: --out ~ would hold ~/.cache).
+CACHE_DIR = ".menet-train-cache"
 # Files a run writes; --force removes exactly these (never anything else in the folder).
 RUN_FILES = (CONFIG_FILE, RUN_RECORD, STATE_FILE, HISTORY_FILE, CURVES_FILE, FINAL_MODEL, EVAL_FILE)
 PROTOCOL = ("authors: 10 crops per test image, tf.image PSNR/SSIM, RGB, max_val 255,"
@@ -31,6 +33,11 @@ PROTOCOL = ("authors: 10 crops per test image, tf.image PSNR/SSIM, RGB, max_val 
 def read_run_record(folder):
     """The run's record (run.json) as a dict; empty when there is none yet."""
     return files.read_json(os.path.join(folder, RUN_RECORD)) or {}
+
+
+def is_run_record(record):
+    """Whether a run.json is a run's record (a user's own run.json is not)."""
+    return isinstance(record, dict) and "sessions" in record and "config" in record
 
 
 def run_finished(folder):
@@ -89,6 +96,7 @@ class RunRecord:
                        "command": plan.command,
                        "data": {"train": os.path.abspath(plan.prints["data.train"]),
                                 "test": plan.prints["data.test"]},
+                       "cache": CACHE_DIR if plan.cache else None,
                        "steps_per_epoch": plan.per_epoch, "target_steps": plan.target,
                        **environment(strategy)}
         self.session = {"start": started, "from_step": header["global_step"]}

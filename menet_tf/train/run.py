@@ -25,11 +25,14 @@ import shlex
 import shutil
 import sys
 
+from menet_tf import files
+from menet_tf.files import is_partial
 from menet_tf.errors import CheckpointError, ConfigError, DataError, MenetError
 from menet_tf.train import DEFAULT_DATA, state
+from menet_tf.train.distribute import is_chief_process
 from menet_tf.train.loop import RunPlan, train
-from menet_tf.train.records import (FINAL_MODEL, HISTORY_FILE, RUN_FILES, STATE_FILE,
-                                    TENSORBOARD_DIR, read_run_record, run_finished)
+from menet_tf.train.records import (FINAL_MODEL, HISTORY_FILE, RUN_FILES, RUN_RECORD, STATE_FILE,
+                                    TENSORBOARD_DIR, is_run_record, read_run_record, run_finished)
 
 RUNS_DIR = "runs"
 
@@ -93,7 +96,8 @@ def split_roots(root):
 
 def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_steps=None,
               tensorboard=True, cache=False, steps_per_epoch=None, resume="auto", progress=True,
-              strategy=None, precision=None, sync_bn=None, command=None, log=print):
+              strategy=None, precision=None, sync_bn=None, command=None, accept_data_change=False,
+              log=print):
     """Train ``config`` on ``data`` into the run folder ``out``, continuing a stopped run there.
 
     Args:
@@ -105,8 +109,8 @@ def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_ste
             end of every epoch).
         steps_per_epoch: cap on batches per epoch (the LR decay counts epochs of this length).
         tensorboard: write per-step and per-epoch scalars to ``out/tensorboard/{train,test}``.
-        cache: decode the training pairs once per session into ``out/.cache`` (deleted at the
-            end) instead of every epoch.
+        cache: decode the training pairs once per session into ``out/.menet-train-cache``
+            (deleted at the end) instead of every epoch.
         progress: tqdm bars per epoch.
         resume: "auto" continues a run of the same configuration, starts a new one in an empty
             folder, and refuses a different configuration (naming the fields); "require" (or True)
@@ -114,6 +118,8 @@ def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_ste
         strategy: None/"default", "mirrored", "multiworker" or a tf.distribute.Strategy.
         precision, sync_bn: override ``config.train.precision`` / ``sync_batch_norm``.
         command: the command line recorded in run.json (default: ``sys.argv``).
+        accept_data_change: continue a run although its training folder's files changed since
+            it started (otherwise refused, saying what changed).
         log: where one-line messages go (``print``; ``None`` for silence).
 
     Returns the run summary: config, out, steps, epochs, seconds, and with a test set the final
@@ -129,29 +135,42 @@ def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_ste
         config.train.precision = precision
     if sync_bn is not None:
         config.train.sync_batch_norm = bool(sync_bn)
+    validate_lengths(config, steps, save_every_steps)
     settled = _data_and_length(config, data, seed, steps, steps_per_epoch, log)
-    if save_every_steps is not None and int(save_every_steps) <= 0:
-        raise ConfigError(f"save_every_steps must be positive, got {save_every_steps}")
     plan = RunPlan(
         config=config, out=os.fspath(out or default_out(typed)), **settled, seed=seed,
         save_every_steps=save_every_steps, tensorboard=tensorboard, cache=cache, progress=progress,
         strategy=strategy, log=log,
         command=command if command is not None else " ".join(map(shlex.quote, sys.argv)))
-    header = _check_run_folder(plan, resume)
-    _prepare_run_folder(plan.out, resume)
+    header = _check_run_folder(plan, resume, accept_data_change)
+    _prepare_run_folder(plan.out, resume, chief=is_chief_process(strategy))
     return train(plan, header)
+
+
+def validate_lengths(config, steps, save_every_steps):
+    """Refuse sizes and lengths no run can have, before anything is built or written."""
+    train = config.train
+    for name, value in (("batch size", train.batch_size), ("crop size", train.crop_size),
+                        ("steps", steps), ("--save-every-steps", save_every_steps),
+                        ("epochs", None if steps is not None else train.epochs)):
+        if value is not None and int(value) <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}")
+    multiple = 16 if config.model.attention else 4
+    if int(train.crop_size) % multiple:
+        raise ConfigError(f"crop size {train.crop_size} must be a multiple of {multiple}"
+                          + (" with channel attention" if config.model.attention else "")
+                          + " (the network halves it twice" + (", then twice more" if multiple == 16
+                                                                 else "") + ")")
 
 
 def _data_and_length(config, data, seed, steps, steps_per_epoch, log):
     """The run's data, its batches per epoch, the target step and the fingerprint (RunPlan
     fields); sets ``config.train.epochs`` when the length is given in ``steps``."""
-    from menet_tf.data import count_crops, resolve_pairs, synthesize
+    from menet_tf.data import count_crops, ensure_synthetic, resolve_pairs
 
     if data is None:
         data = DEFAULT_DATA
-        if not os.path.isdir(data):
-            log(f"{data} not found: generating the synthetic heavy-rain set there (seed 0)")
-            synthesize(data, preset="heavy", seed=0)
+        ensure_synthetic(data, preset="heavy", seed=0, log=log)
     train_root, test_root = split_roots(data)
     crop, batch = config.train.crop_size, config.train.batch_size
     train_pairs = resolve_pairs(train_root, crop)
@@ -161,20 +180,20 @@ def _data_and_length(config, data, seed, steps, steps_per_epoch, log):
     if steps_per_epoch:
         per_epoch = min(per_epoch, int(steps_per_epoch))
     if steps is not None:
-        if int(steps) <= 0:
-            raise ConfigError(f"steps must be positive, got {steps}")
         target = int(steps)
         config.train.epochs = math.ceil(target / per_epoch)
     else:
         target = int(config.train.epochs) * per_epoch
     prints = state.fingerprint(config, seed, per_epoch, train_root, test_root)
     return dict(train_pairs=train_pairs, test_root=test_root, prints=prints, per_epoch=per_epoch,
-                target=target)
+                target=target, data_files=state.data_files(train_root))
 
 
-def _check_run_folder(plan, resume):
+def _check_run_folder(plan, resume, accept_data_change=False):
     """The state to continue from (None: start fresh), or a clear refusal."""
     out, state_path, target = plan.out, plan.state_path, plan.target
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"{out}: not a folder; the run folder must be a folder")
     if resume == "restart":
         return None
     if os.path.exists(state_path):
@@ -183,6 +202,7 @@ def _check_run_folder(plan, resume):
         if diff:
             raise ConfigError(f"{out} holds a run of a different configuration ("
                               + "; ".join(diff) + "); use another --out, or --force to start over")
+        _check_data_unchanged(plan, header, accept_data_change)
         if header["global_step"] > target:
             raise ConfigError(f"{state_path}: the run already has {header['global_step']} steps, more"
                               f" than the {target} asked; ask for more epochs/steps, or --force")
@@ -197,19 +217,50 @@ def _check_run_folder(plan, resume):
     if any(os.path.exists(os.path.join(out, f)) for f in (HISTORY_FILE, FINAL_MODEL)):
         raise MenetError(f"{out} already holds a run (without {STATE_FILE} to continue it from);"
                          " choose another --out or pass --force")
+    foreign = _files_not_of_a_run(out)
+    if foreign:
+        raise MenetError(f"{out} holds files that are not a run ({', '.join(foreign[:3])}"
+                         + (", ..." if len(foreign) > 3 else "") + "); choose another --out, or"
+                         " --force to write the run's files beside them")
     return None
 
 
-def _prepare_run_folder(out, resume):
+def _files_not_of_a_run(out):
+    """The entries of an existing folder that is neither empty nor a run (none for a run)."""
+    if not os.path.isdir(out):
+        return []
+    if os.path.exists(os.path.join(out, STATE_FILE)):
+        return []
+    if is_run_record(files.read_json(os.path.join(out, RUN_RECORD))):
+        return []
+    return sorted(n for n in os.listdir(out) if not is_partial(n))
+
+
+def _check_data_unchanged(plan, header, accept):
+    """Refuse to continue on a training folder whose files changed since the run started (runs
+    of menet-tf 0.1.0 have no listing: nothing to compare, they continue)."""
+    saved = header.get("data_files")
+    if saved is None or accept:
+        return
+    changed = state.data_changes(saved, plan.data_files)
+    if changed:
+        raise ConfigError(f"{plan.prints['data.train']}: the training files changed since the run"
+                          f" in {plan.out} started ({changed}); pass --accept-data-change to"
+                          " continue on them, or --force to start over")
+
+
+def _prepare_run_folder(out, resume, chief=True):
     """With "restart", remove the run's files (only those); drop temporaries of a process killed
-    while writing."""
+    while writing. Only the chief deletes: the other workers of a cluster share the folder."""
+    os.makedirs(out, exist_ok=True)
+    if not chief:
+        return
     if resume == "restart":
         for name in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(out, name))
         shutil.rmtree(os.path.join(out, TENSORBOARD_DIR), ignore_errors=True)
-    os.makedirs(out, exist_ok=True)
     for name in os.listdir(out):
-        if name.startswith(".") and (name.endswith(".partial") or name.startswith(".partial-")):
+        if is_partial(name):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(out, name))

@@ -62,6 +62,29 @@ def fingerprint(config, seed, steps_per_epoch, train_root, test_root):
     return json.loads(json.dumps(fields))  # the form it has after a JSON round trip
 
 
+def data_files(root):
+    """[relative name, size] of every file under the training folder: what "the data changed"
+    means for a resumed run (a file added, removed or rewritten with another size)."""
+    listing = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            listing.append([os.path.relpath(path, root), os.path.getsize(path)])
+    return sorted(listing)
+
+
+def data_changes(saved, current):
+    """What changed between two ``data_files`` listings, in words ("" when nothing did)."""
+    then, now = dict(map(tuple, saved)), dict(map(tuple, current))
+    parts = [f"{len(then)} files then, {len(now)} now"] if len(then) != len(now) else []
+    for what, names in (("added", sorted(set(now) - set(then))),
+                        ("removed", sorted(set(then) - set(now))),
+                        ("resized", sorted(n for n in set(then) & set(now) if then[n] != now[n]))):
+        if names:
+            parts.append(f"{what}: " + ", ".join(names[:3]) + (" ..." if len(names) > 3 else ""))
+    return "; ".join(parts)
+
+
 def differences(saved, current):
     """One line per field that differs between two fingerprints, for the refusal message."""
     keys = sorted(set(saved) | set(current))

@@ -175,3 +175,27 @@ def test_objective_gradient_from_layer5_output_equals_the_full_backward_pass():
     for f, p, v in zip(fast, plain, model.trainable_variables):
         scale = float(tf.reduce_max(tf.abs(p))) + 1e-12
         np.testing.assert_allclose(f.numpy(), p.numpy(), rtol=0, atol=1e-4 * scale, err_msg=v.path)
+
+
+def test_bench_without_out_writes_no_file(tmp_path, monkeypatch, capsys):
+    """bench prints its table; it writes bench.json only where -o/--out says (issue 14)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--quick", "--repeats", "1", "--no-pipeline", "--quiet"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    assert "wrote" not in capsys.readouterr().out
+
+
+def test_pipeline_bench_removes_its_temporary_synthetic_set(tmp_path, monkeypatch):
+    """With no data and no synthetic set, the pipeline bench makes one in a temporary folder and
+    removes it afterwards (issue 14, point 11: temporary folders are removed)."""
+    import tempfile
+
+    from menet_tf.bench import pipeline
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.chdir(tmp_path)  # no data/synthetic/heavy here
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    result = pipeline.benchmark(batch_size=2, crop_size=64, num_crops=1, epochs=1, max_batches=1)
+    assert result["synthetic_temp"] and result["batches"] == 1
+    assert not list(temp.glob("menet-tf-bench-*"))  # (TensorFlow's own .py temporaries aside)

@@ -110,3 +110,41 @@ def test_parse_size():
     assert parse_size("mixed") == "mixed"
     with pytest.raises(DataError, match="WIDTHxHEIGHT"):
         parse_size("big")
+
+
+def test_a_set_killed_while_generated_is_incomplete_and_regenerated(tmp_path):
+    """A synthetic set cut short (SIGKILL mid-way) has no marker: it is regenerated, not used."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from menet_tf.data.synth import MARKER, ensure_synthetic, is_complete
+
+    out = tmp_path / "synthetic"
+    code = (f"from menet_tf.data import synthesize; "
+            f"synthesize({str(out)!r}, preset='light', count=40, test_count=0, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while not list((out / "train").glob("rain-3.png")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "train" / "rain-1.png").is_file() and not (out / MARKER).exists()
+    assert not is_complete(out)
+    lines = []
+    assert ensure_synthetic(out, preset="light", log=lines.append, count=3, test_count=1,
+                            progress=False)
+    assert "incomplete" in lines[0]
+    assert is_complete(out) and len(list((out / "train").glob("rain-*.png"))) == 3
+    assert not ensure_synthetic(out, preset="light", log=lines.append)  # complete: used as is
+
+
+def test_a_marker_cut_short_is_incomplete(tmp_path):
+    """A marker that is not complete JSON (or not synth's) marks the set as incomplete."""
+    from menet_tf.data.synth import MARKER, is_complete
+
+    synthesize(tmp_path, preset="light", count=1, test_count=1, progress=False)
+    assert is_complete(tmp_path)
+    (tmp_path / MARKER).write_text('{"preset": "light", "input_psn')  # a marker cut short
+    assert not is_complete(tmp_path)

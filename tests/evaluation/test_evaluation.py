@@ -277,9 +277,115 @@ def test_a_failed_write_keeps_the_previous_results(tmp_path):
     rows = [{"name": "a.png", "height": 2, "width": 2, "rgb_psnr": 30.0}]
     write_results(tmp_path, summary, rows)
     before = (tmp_path / "summary.json").read_text()
-    (tmp_path / "summary.json.partial").mkdir()  # the temporary file cannot be written
+    (tmp_path / ".summary.json.partial").mkdir()  # the temporary file cannot be written
     summary["rgb"]["psnr"] = 31.0
     with pytest.raises(MenetError, match="summary.json: could not write.*previous version is kept"):
         write_results(tmp_path, summary, rows)
     assert (tmp_path / "summary.json").read_text() == before
     assert next(csv.DictReader((tmp_path / "metrics.csv").open()))["rgb_psnr"] == "30.000000"
+
+
+# ---- which split is scored (issue 14, point 7) -------------------------------------------------
+
+def _root_with_splits(tmp_path, data, names):
+    """A data root holding ``names`` (of train, val, test): train/ and test/ from the tiny set,
+    val/ a different set of 2 pairs, so the image count tells which folder was scored."""
+    import shutil
+
+    from data_helpers import make_jorder
+
+    root = tmp_path / "root"
+    for name in names:
+        if name == "val":
+            make_jorder(root / "val", n=2, sizes=[(56, 72)] * 2)
+        else:
+            shutil.copytree(data / name, root / name)
+    return root
+
+
+def test_evaluate_on_a_root_with_train_val_and_test_scores_test_and_says_so(tiny_run, tmp_path,
+                                                                            capsys):
+    from menet_tf.cli.main import main
+
+    data, run = tiny_run
+    root = _root_with_splits(tmp_path, data, ("train", "val", "test"))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "model.keras"), "--data", str(root), "-o", str(out),
+                 "--protocol", "rgb", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 3 and summary["data"] == str((root / "test").resolve())
+    assert summary["split"]["folder"] == "test" and summary["split"]["role"] == "test"
+    assert "scored: test/" in capsys.readouterr().out
+
+
+def test_a_root_without_test_has_its_validation_split_scored_under_its_own_name(tiny_run,
+                                                                               tmp_path, capsys):
+    from menet_tf.cli.main import main
+
+    data, run = tiny_run
+    root = _root_with_splits(tmp_path, data, ("train", "val"))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "model.keras"), "--data", str(root), "-o", str(out),
+                 "--protocol", "rgb", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["split"]["folder"] == "val"
+    assert summary["split"]["role"] == "validation"
+    assert "val/ (the validation split" in capsys.readouterr().out
+
+
+def test_table_names_the_split_it_scores(tiny_run, tmp_path):
+    from menet_tf.evaluation.table_plan import data_splits
+    from menet_tf.evaluation.tabulate import _preamble
+
+    data, _ = tiny_run
+    both = _root_with_splits(tmp_path / "a", data, ("train", "val", "test"))
+    train, test, described = data_splits(str(both), None, "the table")
+    assert (train, test, described) == (str(both / "train"), str(both / "test"), "test/")
+    only_val = _root_with_splits(tmp_path / "b", data, ("train", "val"))
+    _, test, described = data_splits(str(only_val), None, "the table")
+    assert test == str(only_val / "val") and described.startswith("val/ (the validation split")
+    meta = {"spec": {"title": "T"}, "dataset": None, "quick": False, "synthetic": False,
+            "train": train, "test": test, "test_split": described}
+    assert "the validation split" in "\n".join(_preamble(meta))
+
+
+# ---- interrupts (issue 14, point 6) ------------------------------------------------------------
+
+@pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_evaluate_stopped_by_a_signal_leaves_the_previous_results_whole(tiny_run, tmp_path,
+                                                                        signum, code):
+    """A real signal in the middle of scoring: one line, the shell's exit code, and the previous
+    metrics.csv and summary.json exactly as they were (no half-written or temporary file)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from data_helpers import make_jorder
+
+    _, run = tiny_run
+    data = make_jorder(tmp_path / "many", n=120, sizes=[(160, 160)] * 120, streaks=False)
+    out = tmp_path / "eval"
+    out.mkdir()
+    before = {"metrics.csv": "name\nold\n", "summary.json": '{"old": true}\n'}
+    for name, text in before.items():
+        (out / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "MENET_TF_VERBOSE"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "menet_tf", "evaluate", str(run / "model.keras"), "--data", data,
+         "-o", str(out), "--protocol", "y", "rgb"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    deadline = time.time() + 240
+    while "whole images" not in seen and time.time() < deadline:  # the bar: scoring began
+        char = proc.stderr.read(1)
+        if not char:
+            break
+        seen += char
+    proc.send_signal(getattr(signal, signum))
+    stdout, rest = proc.communicate(timeout=120)
+    stderr = seen + rest
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert f"interrupted by {signum}" in stderr
+    assert {p.name: p.read_text() for p in out.iterdir()} == before

@@ -3,6 +3,7 @@ missing data stop the runner at once with advice, and a tiny table runs end to e
 resume, evaluate under three protocols, table.md/csv, Fig. 8/9 and the grid)."""
 import csv
 import json
+import os
 import re
 
 import pytest
@@ -115,7 +116,7 @@ def test_quick_form_falls_back_to_the_synthetic_set_with_a_message(tmp_path, mon
 
     made = []
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(menet_tf.data, "synthesize", lambda out, **kw: made.append((out, kw)))
+    monkeypatch.setattr(menet_tf.data.synth, "synthesize", lambda out, **kw: made.append((out, kw)))
     said = []
     data, synthetic = table_plan.quick_data(str(tmp_path / "nowhere"), said.append)
     assert synthetic and data == "data/synthetic/light" and made[0][1]["preset"] == "light"
@@ -237,3 +238,40 @@ def test_one_table_runner_per_runs_folder(tiny_set, tmp_path):
     with table_run.RunsLock(str(runs)):
         assert (runs / ".table.lock").read_text() == str(os.getpid())
     assert not (runs / ".table.lock").exists()
+
+
+@pytest.mark.slow  # a training subprocess, stopped by a real signal
+def test_table_stopped_by_sigterm_keeps_the_trained_steps_and_writes_no_table(tiny_set, tmp_path):
+    """SIGTERM while a row trains (issue 14, point 6): the row's state is saved at the step it
+    reached, the command exits 143 with no traceback, and no table is written; the same command
+    then continues that row instead of starting it over."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "table4"
+    command = [sys.executable, "-m", "menet_tf", "table", "table4", "-o", str(runs), "--data",
+               str(tiny_set), "--rows", "MSE", "--steps", "400", *TINY]
+    env = {k: v for k, v in os.environ.items() if k != "MENET_TF_VERBOSE"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    seen, deadline = "", time.time() + 240
+    while "training " not in seen and time.time() < deadline:  # the row's training began
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    time.sleep(2.0)  # a few steps in
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 143, seen + stdout + stderr
+    assert "Traceback" not in seen + stdout + stderr
+    assert "interrupted" in seen + stdout + stderr
+    assert not (runs / "table.md").exists() and not (runs / "table.csv").exists()
+    from menet_tf.train.state import read_state_header
+
+    saved = read_state_header(str(runs / "MSE" / "state.npz"))["global_step"]
+    assert 0 < saved < 400
+    record = json.loads((runs / "MSE" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["sessions"][-1]["to_step"] == saved

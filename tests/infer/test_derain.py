@@ -246,3 +246,82 @@ def test_clean_dir_problems_are_refused_before_anything_is_written(tmp_path, mod
     assert not out.exists()
     assert _run(src, "-o", out, "--model", model_dir, "--clean-dir", tmp_path / "nowhere") == 1
     assert "nowhere" in capsys.readouterr().err and not out.exists()
+
+
+def test_outputs_never_overwrite_inputs_whatever_the_flags(tmp_path, model_dir, capsys):
+    """Issue 14.3: derain photos/ -o photos/ --format same --force would write over them."""
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    _save(photos_dir / "a.png", _photo(1, 16, 16))
+    original = (photos_dir / "a.png").read_bytes()
+    for extra in ((), ("--force",)):
+        assert _run(photos_dir, "-o", photos_dir, "--model", model_dir, "--format", "same",
+                    *extra) == 1
+        err = capsys.readouterr().err
+        assert "a.png" in err and len(err.strip().splitlines()) == 1
+    assert _run(photos_dir / "a.png", "-o", photos_dir / "a.png", "--model", model_dir,
+                "--force") == 1
+    assert (photos_dir / "a.png").read_bytes() == original
+    assert not (photos_dir / "derain.json").exists()
+
+
+def test_record_is_not_rewritten_without_force(tmp_path, model_dir, capsys):
+    """Issue 14.3: derain.json is an output like the images: kept unless --force."""
+    src = _save(tmp_path / "x.png", _photo(0, 16, 16))
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_dir) == 0
+    record = (out / "derain.json").read_text()
+    other = _save(tmp_path / "y.png", _photo(2, 16, 16))
+    for inputs in ((src,), (src, other), (other,)):
+        assert _run(*inputs, "-o", out, "--model", model_dir) == 1
+        assert "derain.json" in capsys.readouterr().err
+    assert (out / "derain.json").read_text() == record
+
+
+def test_decompression_bomb_is_reported_like_a_broken_file(tmp_path, model_dir, capsys,
+                                                           monkeypatch):
+    """Issue 14.10: PIL's DecompressionBombError skipped the whole run."""
+    from PIL import Image as PILImage
+
+    src = tmp_path / "in"
+    src.mkdir()
+    _save(src / "good.png", _photo(0, 16, 16))
+    _save(src / "huge.png", _photo(1, 64, 64))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 64x64 > 2x the limit: a bomb
+    assert _run(src, "-o", tmp_path / "out", "--model", model_dir) == 1
+    printed = capsys.readouterr().out
+    assert "huge.png" in printed and (tmp_path / "out" / "good.png").exists()
+
+
+def test_output_problems_are_one_line(tmp_path, model_dir, capsys):
+    """Issue 14.10: -o under an existing file, an unwritable folder: one line, no traceback."""
+    src = _save(tmp_path / "x.png", _photo(0, 16, 16))
+    (tmp_path / "afile").write_text("not a folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        outs = [tmp_path / "afile" / "out", tmp_path / "afile" / "out.png"]
+        if not os.access(locked, os.W_OK):  # running as root, nothing is unwritable
+            outs += [locked / "out", locked]
+        for out in outs:
+            assert _run(src, "-o", out, "--model", model_dir) == 1
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_out_of_memory_advises_tiles(tmp_path, model_dir, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from menet_tf.infer.derainer import Derainer
+
+    def exhausted(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(Derainer, "derain", exhausted)
+    src = _save(tmp_path / "x.png", _photo(0, 16, 16))
+    assert _run(src, "-o", tmp_path / "out", "--model", model_dir) == 1
+    err = capsys.readouterr().err
+    assert "--mode tile" in err and "--max-pixels" in err and len(err.strip().splitlines()) == 1

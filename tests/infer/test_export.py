@@ -11,9 +11,10 @@ import tensorflow as tf
 from menet_tf.cli import main as cli
 from menet_tf.infer import export
 from menet_tf.errors import MenetError
-from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.derainer import Derainer, real_image_mean
 from menet_tf.infer.load import load_derainer
 from menet_tf.infer.tiling import pad_to_multiple
+from menet_tf.model.layers import attention_mean_hook
 from menet_tf.model.network import MENET
 
 from model_helpers import perturb_batch_norm
@@ -30,9 +31,11 @@ def _model(depth, attention, seed=0):
 
 
 def _keras_reference(model, images):
-    """What the Keras model gives at any size: reflection pad, model(x, training=False), crop."""
+    """What the Keras model gives at any size: reflection pad, model(x, training=False) with
+    channel attention's mean over the real image (issue 14.8), crop."""
     padded, (h, w) = pad_to_multiple(images.astype(np.float32), model.multiple)
-    return model(padded, training=False).numpy()[:, :h, :w]
+    with attention_mean_hook(lambda e: real_image_mean(e, padded.shape[1], (h, w))):
+        return model(padded, training=False).numpy()[:, :h, :w]
 
 
 def _images(n, h, w, seed=0):
@@ -137,3 +140,67 @@ def test_export_cli(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "t2"),
                      "--format", "tflite"]) == 1
     assert "--size" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "m.keras"
+    _model(1, False, seed=5).save(path)
+    return path
+
+
+def test_force_replaces_only_a_previous_export(small_keras, tmp_path, capsys):
+    """Issue 14.2: --force never deletes a run folder, '.' or a folder of a user's files."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(small_keras.read_bytes())
+    (run / "state.npz").write_bytes(b"state")
+    user = tmp_path / "thesis"
+    (user / "src").mkdir(parents=True)
+    (user / "thesis.tex").write_text("chapter 1")
+    for target in (run, user):
+        code = cli.main(["export", str(small_keras), "-o", str(target), "--force"])
+        err = capsys.readouterr().err
+        assert code == 1 and str(target) in err and len(err.strip().splitlines()) == 1
+    assert (run / "state.npz").read_bytes() == b"state"
+    assert (user / "thesis.tex").read_text() == "chapter 1" and (user / "src").is_dir()
+    not_tflite = tmp_path / "dir.tflite"
+    not_tflite.mkdir()
+    (not_tflite / "keep.txt").write_text("keep")
+    assert cli.main(["export", str(small_keras), "-o", str(not_tflite), "--format", "tflite",
+                     "--size", "8", "8", "--force"]) == 1
+    assert (not_tflite / "keep.txt").read_text() == "keep"
+    capsys.readouterr()
+    sm = tmp_path / "sm"
+    assert cli.main(["export", str(small_keras), "-o", str(sm)]) == 0
+    (sm / "export.json").write_text((sm / "export.json").read_text())  # a real export's marker
+    assert cli.main(["export", str(small_keras), "-o", str(sm), "--force"]) == 0
+    assert (sm / "saved_model.pb").exists()
+
+
+def test_force_refuses_the_current_folder(small_keras, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thesis.tex").write_text("chapter 1")
+    assert cli.main(["export", str(small_keras), "-o", ".", "--force"]) == 1
+    assert "." in capsys.readouterr().err
+    assert (tmp_path / "thesis.tex").read_text() == "chapter 1"
+
+
+def test_tflite_into_a_saved_model_keeps_its_marker(small_keras, tmp_path, capsys):
+    sm = tmp_path / "sm"
+    assert cli.main(["export", str(small_keras), "-o", str(sm)]) == 0
+    marker = (sm / "export.json").read_text()
+    assert cli.main(["export", str(small_keras), "-o", str(sm), "--format", "tflite",
+                     "--size", "8", "8"]) == 1
+    assert "export.json" in capsys.readouterr().err
+    assert (sm / "export.json").read_text() == marker
+
+
+def test_exported_folder_follows_the_umask(small_keras, tmp_path):
+    """Issue 14.14: not 0700, so a TF Serving process running as another user can read it."""
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["export", str(small_keras), "-o", str(tmp_path / "sm")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sm").stat().st_mode & 0o777 == 0o755

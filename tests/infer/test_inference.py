@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from menet_tf.errors import CheckpointError, MenetError
-from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.derainer import Derainer, real_image_mean
 from menet_tf.infer.load import load_derainer, load_model
 from menet_tf.infer.tiling import pad_to_multiple, tile_starts
-from menet_tf.model.layers import ConvBN
+from menet_tf.model.layers import ConvBN, attention_mean_hook
 from menet_tf.model.network import MENET
 
 from model_helpers import perturb_batch_norm
@@ -161,7 +161,9 @@ def test_pad_mode_keeps_odd_sizes_and_is_the_padded_prediction(released):
     out = derainer.derain(x)
     assert out.shape == x.shape and out.dtype == np.float32
     padded = np.pad(x, [(0, 11), (0, 11), (0, 0)], mode="reflect").astype(np.float32)
-    direct = model(padded[None], training=False).numpy()[0, :37, :53]
+    # channel attention's mean over the real 37x53 image, not the padding (issue 14.8)
+    with attention_mean_hook(lambda e: real_image_mean(e, 48, (37, 53))):
+        direct = model(padded[None], training=False).numpy()[0, :37, :53]
     np.testing.assert_allclose(out, direct, atol=1e-3)
 
 
@@ -294,3 +296,56 @@ def test_load_errors_name_the_path(tmp_path):
     with pytest.raises(MenetError, match="cannot be loaded as a SavedModel"):
         load_derainer(saved)
 
+
+
+def test_a_vgg_trained_model_loads_without_the_vgg_weights_file(tmp_path):
+    """Issue 14.12: only training needs the VGG19 weights file; inference and export do not."""
+    import keras
+
+    from menet_tf.cli import main as cli
+    from menet_tf.model.multitask import MultiTaskMENET
+
+    weights = tmp_path / "vgg19_notop.weights.h5"
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(weights)
+    model = MultiTaskMENET(depth=1, tasks=("mse", "vgg"), task_weights={"mse": 1.0, "vgg": 1e-3},
+                           vgg_weights=str(weights))
+    model.ensure_built()
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (1, 20, 24, 3)).astype(np.float32)
+    expected = Derainer(model).derain(x)
+    weights.unlink()
+    loaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(Derainer(loaded).derain(x), expected, atol=1e-3)
+    np.testing.assert_allclose(load_derainer(tmp_path / "m.keras").derain(x), expected, atol=1e-3)
+    assert cli.main(["export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "sm")]) == 0
+
+
+def _attention_model():
+    tf.random.set_seed(0)
+    model = perturb_batch_norm(MENET(depth=1, attention=True).ensure_built(), 0)
+    model.layer5.kernel.assign(model.layer5.kernel * 0.1)
+    return model
+
+
+def test_attention_mean_is_taken_over_the_real_image_not_the_padding():
+    """Issue 14.8: pad mode took channel attention's image-wide mean over the padded image, so
+    every output pixel changed with the amount of padding. Over the real image, padding beyond
+    what the network's border pixels see changes nothing; the old mean moved the whole image."""
+    model = _attention_model()
+    x = np.random.default_rng(1).uniform(0, 255, (1, 160, 150, 3)).astype(np.float32)
+    outputs = {}
+    for multiple in (128, 144):  # padded to 256x256 and 288x288: 96 and 128 more rows
+        derainer = Derainer(model, jit_compile=False)
+        derainer.multiple = multiple  # more padding than the model needs, same real image
+        outputs[multiple] = derainer.derain(x)
+    np.testing.assert_allclose(outputs[128], outputs[144], atol=2e-3)
+
+
+def test_the_export_takes_the_same_real_image_mean():
+    """The exported graph pads inside itself: its attention mean is the real image's too."""
+    model = _attention_model()
+    x = np.random.default_rng(2).uniform(0, 255, (1, 40, 52, 3)).astype(np.float32)
+    derainer = Derainer(model, jit_compile=False)
+    padded = derainer.derain(x)
+    served = derainer.serving_function(tf.constant(x)).numpy()
+    np.testing.assert_allclose(served, padded, atol=2e-3)

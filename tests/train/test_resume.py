@@ -220,9 +220,10 @@ def test_a_failing_save_keeps_the_last_good_state_and_names_the_file(setup, unin
 
 
 def test_cache_decodes_once_and_changes_nothing(setup, uninterrupted, tmp_path):
-    """--cache keeps decoded pairs in OUT/.cache for the session (each epoch builds its own
+    """--cache keeps decoded pairs in OUT/.menet-train-cache for the session (each epoch builds its own
     seeded pipeline); the run is the same as without it, and the cache is gone at the end."""
     from menet_tf.config import load_config
+    from menet_tf.train.records import CACHE_DIR
     from menet_tf.train.run import train_run
 
     root, data = setup
@@ -232,9 +233,9 @@ def test_cache_decodes_once_and_changes_nothing(setup, uninterrupted, tmp_path):
     out = tmp_path / "cached"
     seen = []
     summary = train_run(config, data, out, cache=True, tensorboard=False, progress=False,
-                        log=lambda msg: seen.append(os.listdir(out / ".cache")) if msg.startswith("epoch 2/") else None)
+                        log=lambda msg: seen.append(os.listdir(out / CACHE_DIR)) if msg.startswith("epoch 2/") else None)
     assert seen and seen[0]  # cache files existed during the run
-    assert not (out / ".cache").exists()
+    assert not (out / CACHE_DIR).exists()
     assert summary["steps"] == EPOCHS * PER_EPOCH
     for key in ("loss", "psnr", "val_psnr"):
         np.testing.assert_allclose([float(r[key]) for r in history(out)],
