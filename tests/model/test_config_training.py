@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import menet_tf
 from menet_tf import config as config_lib
+from model_helpers import random_pairs
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "released"
 
@@ -23,10 +24,7 @@ def _small(name, depth=1, **loss):
 
 
 def _pairs(n=4, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    clean = rng.uniform(0, 255, [n, size, size, 3]).astype("float32")
-    rainy = np.clip(clean + rng.uniform(0, 80, clean.shape) * (rng.random(clean.shape) < 0.1), 0, 255)
-    return rainy.astype("float32"), clean
+    return random_pairs(n, size, seed)
 
 
 def test_every_released_name_has_a_configuration_file_equal_to_it():

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 import menet_tf
+from model_helpers import random_pairs
 
 
 def _config(precision, name="MENET-GB"):
@@ -16,10 +17,7 @@ def _config(precision, name="MENET-GB"):
 
 
 def _pairs(n=2, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    clean = rng.uniform(0, 255, [n, size, size, 3]).astype("float32")
-    rainy = np.clip(clean + rng.uniform(0, 80, clean.shape) * (rng.random(clean.shape) < 0.1), 0, 255)
-    return rainy.astype("float32"), clean
+    return random_pairs(n, size, seed)
 
 
 def _model(precision, name="MENET-GB", weights=None):
