@@ -12,7 +12,7 @@ SHARED ?= ../shared
 TRAIN_ARGS ?=
 
 help:
-	@echo "make install         create $(VENV) and install menet-tf with its test tools"
+	@echo "make install         create $(VENV) and install menet-tf with its test tools and extras"
 	@echo "make test            run the whole test suite (what CI runs)"
 	@echo "make test-fast       the fast tier, for the inner loop: all but the tests marked slow"
 	@echo "                     (authors' graphs at 20x224x224, multi-process, SIGKILL-and-resume)"
@@ -35,11 +35,14 @@ help:
 	@echo "make bench           speed of the port; make bench-authors: interleaved with the authors' graph"
 	@echo "make bench-quick     small sizes, a first look in about a minute"
 	@echo "make update-model    bundle $(BUNDLE_SOURCE) as $(BUNDLE_NAME): weights, scores, card"
+	@echo "make gpu-check       on a GPU, in < 5 min: XLA/mixed-precision training steps, inference"
+	@echo "                     fp32/fp16/bf16, 8 MP tiling, 200 steps, the GPU tests -> $(GPU_CHECK_OUT)"
+	@echo "                     (without a GPU: one line, exit 0)"
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,serve,openvino]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -176,20 +179,20 @@ compare-authors: $(STAMP)
 # `make bench-authors` is how every speed figure of the README is measured: the port and the
 # authors' MENET-GB graph in one process, interleaved; run it on a quiet machine. AUTHORS is the
 # folder of the authors' released graphs (set in the issue-9 section above). BENCH_ARGS: e.g.
-# --jit-compile on, --precision mixed_bfloat16, --repeats 9.
+# --jit-compile on, --precision bf16, --backend openvino, --repeats 9.
 BENCH_OUT ?= runs/bench
 BENCH_ARGS ?=
 
 .PHONY: bench bench-authors bench-quick
 
 bench: $(STAMP)
-	$(VENV)/bin/menet-tf bench --out $(BENCH_OUT)/bench.json $(BENCH_ARGS)
+	$(VENV)/bin/menet-tf bench --out $(BENCH_OUT)/bench.json --force $(BENCH_ARGS)
 
 bench-authors: $(STAMP)
-	$(VENV)/bin/menet-tf bench --authors $(AUTHORS) --out $(BENCH_OUT)/bench-authors.json $(BENCH_ARGS)
+	$(VENV)/bin/menet-tf bench --authors $(AUTHORS) --out $(BENCH_OUT)/bench-authors.json --force $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
-	$(VENV)/bin/menet-tf bench --quick --out $(BENCH_OUT)/bench-quick.json $(BENCH_ARGS)
+	$(VENV)/bin/menet-tf bench --quick --out $(BENCH_OUT)/bench-quick.json --force $(BENCH_ARGS)
 
 # ---- bundled model (issue 15) ----------------------------------------------------------------
 # Replacing the bundled model is a data change made by this one command: the weights (no
@@ -207,3 +210,22 @@ update-model: $(STAMP)
 		--default
 	$(VENV)/bin/menet-tf derain examples/cat.png -o runs/update-model --compare --quiet --force
 	cp runs/update-model/cat_compare.png docs/.demo.png.partial && mv docs/.demo.png.partial docs/demo.png
+
+# ---- GPU check (issue 16) --------------------------------------------------------------------
+# Does menet-tf work on this GPU, and how fast: one JSON (docs/speed.md, "GPU check"). Where an
+# NVIDIA driver is installed, the `gpu` extra (TensorFlow's CUDA libraries, pytest) is installed
+# into $(VENV) once; elsewhere nothing is downloaded and the check says in one line that there is
+# no GPU. GPU_CHECK_ARGS: e.g. --budget 240, --jit-compile off.
+GPU_CHECK_OUT ?= runs/gpu-check.json
+GPU_CHECK_ARGS ?=
+GPU_STAMP := $(VENV)/.installed-gpu
+
+.PHONY: gpu-check
+
+$(GPU_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[gpu]'
+	touch $(GPU_STAMP)
+
+gpu-check: $(STAMP)
+	@if command -v nvidia-smi >/dev/null 2>&1; then $(MAKE) --no-print-directory $(GPU_STAMP); fi
+	$(PY) benchmarks/gpu_check.py -o $(GPU_CHECK_OUT) --force $(GPU_CHECK_ARGS)

@@ -10,6 +10,8 @@
 The package, by concern (each imports only what is listed below it, never upwards):
 
     cli/         the ``menet-tf`` command: one thin module per command
+    serve/       ``menet-tf serve``: the local de-raining page and HTTP API (optional extra)
+    publish/     making a trained model a bundled one
     compare/     the port run beside the authors' released graphs
     evaluation/  the three scoring protocols, ``evaluate`` and the paper's tables and figures
     bench/       speed of the port, of the authors' graph and of the input pipeline
@@ -18,6 +20,7 @@ The package, by concern (each imports only what is listed below it, never upward
     model/       the network, its layers, the tasks, their weighting, the training step
     data/        paired-image discovery, the five-crop pipeline, synthetic rain
     authors/     the authors' TF1 checkpoints and released graphs
+    bundled/     the trained models that ship in the package
     config, errors, files, machine: small shared basics
 
 Names are imported on first use, so ``import menet_tf`` (and ``menet-tf --help``) does not
@@ -55,7 +58,7 @@ _EXPORTS = {
     "evaluate": "menet_tf.evaluation.scoring",
 }
 _SUBPACKAGES = ("authors", "bench", "bundled", "cli", "compare", "config", "data", "errors",
-                "evaluation", "files", "infer", "machine", "model", "publish", "train")
+                "evaluation", "files", "infer", "machine", "model", "publish", "serve", "train")
 
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 

@@ -3,13 +3,25 @@ import argparse
 import os
 
 from menet_tf.cli import options
-from menet_tf.config import PRECISIONS
+
+# The old --precision values (training policies), still taken for one release.
+OLD_PRECISIONS = {"float32": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
 
 DESCRIPTION = """\
 Time menet-tf on this machine: inference seconds per image (224x224 at batch 1 and 20, one
 481x321 image), training seconds per step (batch 20 of 224x224, MENET-GB and the MSE-only
 model), input-pipeline crops/s and peak memory. Every figure is the median of several
 repetitions, with its spread, wall-clock and process CPU time.
+
+The roofline: the same run measures this machine's practical peak in each precision (a
+2048x2048 matrix product and a 64-to-64 3x3 convolution at MENET's block shape, [20, 56, 56,
+64]) and prints beside every timing the network's achieved GFLOP/s (FLOPs counted from the
+model's traced graph: forward pass, or training step with its backward pass and losses) and
+its share of the peak of the precision it ran in.
+
+--precision sets the port's inference precision and its training step's (bf16: the
+mixed_bfloat16 policy); --backend openvino runs the port's inference through OpenVINO. The
+authors' graph is always float32.
 
 With --authors DIR (a folder of the authors' released .meta graphs) the authors' MENET-GB graph
 is timed in the same process, interleaved with the port (port, authors, port, authors, ...),
@@ -22,6 +34,8 @@ examples:
   menet-tf bench --authors ../shared/reference/authors_graphs --out bench.json
   menet-tf bench --quick                      # small sizes, about a minute
   menet-tf bench --jit-compile on             # force XLA (default: what this device runs best)
+  menet-tf bench --authors ../shared/reference/authors_graphs --precision bf16 --no-training
+  menet-tf bench --authors DIR --backend openvino --precision bf16 --no-training --repeats 5
 """
 
 
@@ -38,6 +52,8 @@ def register(sub):
                    " ../shared/reference/authors_graphs), timed interleaved with the port")
     options.add_out(p, "also write every figure, the machine and the settings to this JSON file"
                     " (default: none, the table is printed)", metavar="FILE.json")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing --out file (refused otherwise, before timing)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes (64x64, batch 2-4) and 2 repetitions: a first look, not a claim")
     p.add_argument("--repeats", type=int, default=None,
@@ -45,8 +61,9 @@ def register(sub):
     options.add_jit_compile(p, default="auto",
                             help="XLA for the port's training step and inference (default: auto ="
                             " the library default on this device)")
-    p.add_argument("--precision", default="float32", choices=PRECISIONS,
-                   help="the port's precision (the authors' graph is float32; default float32)")
+    options.add_precision(p)
+    _take_old_precisions(p)
+    options.add_backend(p)
     p.add_argument("--conv-gradient", default="auto", choices=("auto", "native", "convolution"),
                    help="how the port differentiates its convolutions: TensorFlow's backprop"
                    " kernels (native) or forward convolutions (default auto: forward convolutions"
@@ -55,8 +72,27 @@ def register(sub):
                    help="training set for the input-pipeline figure (default: the synthetic set)")
     p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                    help="skip the input-pipeline measurement")
+    p.add_argument("--no-training", dest="training", action="store_false",
+                   help="skip the training steps (inference, e.g. to compare precisions or"
+                   " backends)")
+    p.add_argument("--no-roofline", dest="roofline", action="store_false",
+                   help="skip the practical peaks and the GFLOP/s columns")
     options.add_quiet(p, old=("--no-progress",))
     p.set_defaults(func=run)
+
+
+def _take_old_precisions(parser):
+    """--precision also takes its old values (float32, mixed_bfloat16, mixed_float16) and says
+    the new one; the help lists only the new."""
+    action = next(a for a in parser._actions if a.dest == "precision")
+
+    def precision(text):
+        if text in OLD_PRECISIONS:
+            options.deprecated(f"--precision {text}", f"--precision {OLD_PRECISIONS[text]}")
+            return OLD_PRECISIONS[text]
+        return text
+
+    action.type = precision
 
 
 def _command(args):
@@ -70,14 +106,20 @@ def _command(args):
         parts += ["--repeats", str(args.repeats)]
     if args.jit_compile != "auto":
         parts += ["--jit-compile", args.jit_compile]
-    if args.precision != "float32":
+    if args.precision != "fp32":
         parts += ["--precision", args.precision]
+    if args.backend != "tensorflow":
+        parts += ["--backend", args.backend]
     if args.conv_gradient != "auto":
         parts += ["--conv-gradient", args.conv_gradient]
     if args.data:
         parts += ["--data", args.data]
     if not args.pipeline:
         parts.append("--no-pipeline")
+    if not args.training:
+        parts.append("--no-training")
+    if not args.roofline:
+        parts.append("--no-roofline")
     if args.out:
         parts += ["--out", args.out]
     return " ".join(parts)
@@ -93,11 +135,15 @@ def run(args):
                           " authors' released .meta graphs)")
     if args.data is not None and not os.path.isdir(args.data):
         raise ConfigError(f"{args.data}: no such folder (--data)")
+    if args.out and os.path.exists(args.out) and not args.force:
+        raise ConfigError(f"{args.out}: exists (an earlier bench's figures?); pass --force to"
+                          " overwrite it")
     result = speed.run_bench(
         authors_dir=args.authors, quick=args.quick, repeats=args.repeats,
         jit_compile=options.jit_compile_value(args.jit_compile), precision=args.precision,
         data=args.data, pipeline=args.pipeline, progress=not args.quiet, command=_command(args),
-        conv_gradient=args.conv_gradient,
+        conv_gradient=args.conv_gradient, backend=args.backend, training=args.training,
+        roofline=args.roofline,
     )
     print(format_table(result))
     if args.out:  # only where asked: a bench never drops files into the current folder

@@ -14,8 +14,10 @@ Y scores run about 1.5 dB above RGB scores for the same outputs; compare only li
 
 writes OUT/metrics.csv (per image: every protocol's PSNR/SSIM of the output and of the rainy
 input) and OUT/summary.json (per protocol its mean psnr/ssim and description, model, the
-folder scored and its split, seconds per image, device). A data root's test/ is scored; a root
-without test/ has its val/ scored, reported as the validation split.
+folder scored and its split, precision and backend, seconds per image, device). A data
+root's test/ is scored; a root without test/ has its val/ scored, reported as the validation
+split. --precision bf16 runs the network in bfloat16 (docs/speed.md: on Rain100L within
+0.01 dB of fp32 under every protocol).
 
 example: menet-tf evaluate runs/MENET-GB --data ../shared/datasets/Rain100L -o runs/MENET-GB/eval"""
 
@@ -28,7 +30,8 @@ def register(sub):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="?", metavar="MODEL",
                    help="a bundled model's name (`menet-tf models`), run folder (its "
-                        "model.keras), .keras file, or the authors' TF1 checkpoint prefix or folder")
+                        "model.keras), .keras file, the authors' TF1 checkpoint prefix or folder, or "
+                        "an exported SavedModel")
     p.add_argument("--model", metavar="SOURCE", help="the model source, as MODEL")
     options.add_model_name(p)
     p.add_argument("--data", required=True, metavar="DIR",
@@ -48,6 +51,8 @@ def register(sub):
     p.add_argument("--save-images", type=int, default=0, metavar="N",
                    help="also write the first N de-rained images to OUT/images/")
     options.add_jit_compile(p, default="auto")
+    options.add_precision(p)
+    options.add_backend(p)
     options.add_quiet(p)
     p.set_defaults(func=run)
 
@@ -75,8 +80,12 @@ def run(args):
     import warnings
 
     from menet_tf.evaluation.scoring import evaluate, format_summary
+    from menet_tf.infer.precision import cpu_note
 
     source, name = model_and_name(args)
+    note = cpu_note(args.precision) if args.backend == "tensorflow" else None
+    if note:
+        print(note)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
@@ -85,11 +94,13 @@ def run(args):
                            batch_size=args.batch_size, border=args.crop_border,
                            save_images=args.save_images,
                            jit_compile=options.jit_compile_value(args.jit_compile),
+                           precision=args.precision, backend=args.backend,
                            progress=not args.quiet)
     print(f"{summary['model']} on {summary['data']} ({summary['images']} images; scored: "
           f"{summary['split']['described']})")
     print(format_summary(summary))
     if summary.get("seconds_per_image"):
-        print(f"{summary['seconds_per_image']:.3f} s per whole image on {summary['device']}")
+        print(f"{summary['seconds_per_image']:.3f} s per whole image on {summary['device']}"
+              f" ({summary['precision']}, {summary['backend']})")
     print(f"wrote {args.out}/metrics.csv, {args.out}/summary.json")
     return 0

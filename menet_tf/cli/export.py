@@ -1,10 +1,13 @@
-"""``menet-tf export``: a trained model as a SavedModel (TF Serving) or a TFLite file.
+"""``menet-tf export``: a trained model as a SavedModel (TF Serving), a TFLite file or an
+OpenVINO IR.
 
 The SavedModel takes a batch of float32 (serving_default) or uint8 (serve_uint8) images of any
 height and width in 0..255 and returns the de-rained images of the same size (padding happens
 inside the graph); load it with tf.saved_model.load, serve it with TF Serving, or run it with
 `menet-tf derain --model DIR`. TFLite needs a fixed input size (--size H W): float32, or
---quantize dynamic for int8 weights (about 4x smaller).
+--quantize dynamic for int8 weights (about 4x smaller). OpenVINO (`pip install
+menet-tf[openvino]`): model.xml + model.bin, float32 images of any size; run it with `menet-tf
+derain --model DIR/model.xml --backend openvino`; --precision bf16/fp16 stores float16 weights.
 """
 from menet_tf.cli import options
 from menet_tf.errors import MenetError
@@ -13,18 +16,25 @@ SOURCE_HELP = ("a bundled model's name, run folder (model.keras), .keras file, o
                " checkpoint prefix or folder")
 
 
+FORMATS = ("savedmodel", "tflite", "openvino")
+
+
 def register(sub):
     p = sub.add_parser(
         "export",
-        help="export a trained model to a SavedModel or TFLite file for deployment",
+        help="export a trained model to a SavedModel, TFLite file or OpenVINO IR for deployment",
         description=__doc__.replace("`", ""),
     )
-    p.add_argument("source", nargs="?", metavar="MODEL", help=f"{SOURCE_HELP} (or --model)")
+    p.add_argument("source", nargs="?", metavar="MODEL",
+                   help=f"{SOURCE_HELP} (or --model; default: the bundled default model)")
     options.add_model(p, required=False, help=f"the same as MODEL: {SOURCE_HELP}")
-    options.add_out(p, "output folder (SavedModel; for tflite model.tflite goes inside) or a"
-                    " .tflite file name", required=True)
-    p.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel",
-                   help="savedmodel (default) or tflite")
+    options.add_out(p, "output folder (SavedModel; for tflite model.tflite, for openvino"
+                    " model.xml and model.bin go inside), a .tflite or an .xml file name",
+                    required=True)
+    p.add_argument("--format", choices=FORMATS, default="savedmodel",
+                   help="savedmodel (default), tflite or openvino (OpenVINO IR, needs the"
+                   " openvino extra)")
+    options.add_precision(p)
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="TFLite input height and width (any size; padding is inside the model);"
                    " required for tflite")
@@ -38,17 +48,19 @@ def register(sub):
 
 
 def _source(args):
-    """The model to export: MODEL or --model, exactly one of them."""
-    if (args.source is None) == (args.model is None):
+    """The model to export: MODEL or --model (not both), else the bundled default."""
+    if args.source is not None and args.model is not None:
         raise MenetError("give the model to export once: menet-tf export MODEL or --model MODEL")
-    return args.source or args.model
+    return options.model_or_default(args.source or args.model)
 
 
 def _check_format(args):
     if args.format == "tflite" and args.size is None:
         raise MenetError("--format tflite needs a fixed input size: --size H W (e.g. 512 512)")
-    if args.format == "savedmodel" and (args.size or args.quantize):
+    if args.format != "tflite" and (args.size or args.quantize):
         raise MenetError("--size and --quantize apply to --format tflite only")
+    if args.format == "tflite" and args.quantize and args.precision != "fp32":
+        raise MenetError("--quantize dynamic and --precision apply one at a time")
 
 
 def export(args):
@@ -60,8 +72,15 @@ def export(args):
     from menet_tf.infer.derainer import Derainer
     from menet_tf.infer.load import load_model
 
-    derainer = Derainer(load_model(source, args.model_name),
-                        fold_batch_norm=not args.no_fold, jit_compile=False)
+    model = load_model(source, args.model_name)
+    if args.format == "openvino":  # converted from the float32 graph; precision is OpenVINO's
+        derainer = Derainer(model, fold_batch_norm=not args.no_fold, jit_compile=False)
+        path = export_lib.export_openvino(derainer, args.out, args.precision, force=args.force)
+        print(f"wrote OpenVINO IR {path} (+ .bin; float32 images [N, H, W, 3] 0..255, any size;"
+              f" {'float32' if args.precision == 'fp32' else 'float16'} weights)")
+        return 0
+    derainer = Derainer(model, fold_batch_norm=not args.no_fold, jit_compile=False,
+                        precision=args.precision)
     if args.format == "savedmodel":
         path = export_lib.export_saved_model(derainer, args.out, force=args.force)
         print(f"wrote SavedModel {path} (signatures serving_default: float32, serve_uint8:"

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "menet_tf.cli.models",
     "menet_tf.cli.export",
     "menet_tf.cli.bench",
+    "menet_tf.cli.serve",
 )
 
 # Set to anything but "" or "0" to see TensorFlow's start-up logging (as --verbose does).
@@ -53,14 +54,9 @@ def build_parser():
 
 
 @contextlib.contextmanager
-def _without_tensorflow_logging():
-    """Run the block with file descriptor 2 captured, then replay what it wrote minus
-    TensorFlow's C++ log lines.
-
-    Those lines are written by C++ before absl's logging is initialised, so no setting of
-    ``TF_CPP_MIN_LOG_LEVEL`` stops them under TF 2.21: only the descriptor can be kept from them.
-    Anything else (a Python warning, an error) is still shown, after the block.
-    """
+def captured_stderr(into):
+    """File descriptor 2 into a temporary file while the block runs; its text is appended to
+    ``into`` (a list) afterwards, also when the block raises."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -72,10 +68,27 @@ def _without_tensorflow_logging():
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = [line for line in captured.read().decode(errors="replace").splitlines(True)
-                    if not _TF_LOG_LINE.match(line)]
-            sys.stderr.write("".join(kept))
-            sys.stderr.flush()
+            into.append(captured.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _without_tensorflow_logging():
+    """Run the block with file descriptor 2 captured, then replay what it wrote minus
+    TensorFlow's C++ log lines.
+
+    Those lines are written by C++ before absl's logging is initialised, so no setting of
+    ``TF_CPP_MIN_LOG_LEVEL`` stops them under TF 2.21: only the descriptor can be kept from them.
+    Anything else (a Python warning, an error) is still shown, after the block.
+    """
+    printed = []
+    try:
+        with captured_stderr(printed):
+            yield
+    finally:
+        kept = [line for line in "".join(printed).splitlines(True)
+                if not _TF_LOG_LINE.match(line)]
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

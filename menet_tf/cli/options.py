@@ -67,6 +67,23 @@ def add_model(parser, *, required=True, help=MODEL_SOURCE_HELP):
     parser.add_argument("--model", required=required, metavar="SOURCE", help=help)
 
 
+def model_or_default(source):
+    """``source``, or the bundled default model's name with one line saying which it is
+    (derain, export and serve run the bundled model when --model is not given)."""
+    if source is not None:
+        return source
+    from menet_tf.bundled.card import network_words
+    from menet_tf.bundled.registry import default_name, entry
+
+    name = default_name()
+    record = entry(name)
+    training = record["training"]
+    print(f"model: {name}, the bundled default: {network_words(record)} trained on"
+          f" {training['data']}, {training['epochs']} epochs ({training['steps']} steps);"
+          " --model picks another")
+    return name
+
+
 def add_model_name(parser, help=MODEL_NAME_HELP):
     parser.add_argument("--model-name", metavar="NAME", default=None, help=help)
 
@@ -99,3 +116,24 @@ def add_quiet(parser, *, old=()):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     for flag in old:
         old_spelling(parser, flag, "quiet", "--quiet", const=True)
+
+
+# Inference precision and backend (derain, evaluate, export, bench, serve): one vocabulary,
+# resolved by menet_tf.infer.precision.
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+BACKEND_CHOICES = ("tensorflow", "openvino")
+
+
+def add_precision(parser, *, choices=PRECISION_CHOICES):
+    parser.add_argument(
+        "--precision", choices=choices, default="fp32",
+        help="inference precision (default fp32). bf16: weights cast once after batch norm is"
+             " folded, output float32; fast on CPUs with AVX512_BF16 or AMX, slower elsewhere"
+             " (one line says so); fp16 on GPUs. With --backend openvino: its precision hint")
+
+
+def add_backend(parser):
+    parser.add_argument(
+        "--backend", choices=BACKEND_CHOICES, default="tensorflow",
+        help="inference runtime (default tensorflow); openvino needs"
+             " `pip install menet-tf[openvino]` (docs/speed.md says when it is faster)")

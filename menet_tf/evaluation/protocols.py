@@ -118,7 +118,9 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
 
     Exactly the arithmetic of ``MultiTaskMENET.test_step`` (``image_metrics``) under
     ``fit(validation_data=eval_dataset(...))``: an unweighted mean of batch means, so the
-    figure equals what ``menet-tf train`` reported for the same model.
+    figure equals what ``menet-tf train`` reported for the same model. SSIM comes from
+    ``metrics.ssim_float64``, training's float64 SSIM compiled (equal to ~1e-15 before the
+    float32 cast), computed once per crop.
     """
     import tensorflow as tf
     from tqdm import tqdm
@@ -134,11 +136,14 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
     for rainy, clean in bar:
         derained = tf.constant(derainer.predict(rainy.numpy()), tf.float32)
         for prefix, image in (("", derained), ("input_", rainy)):
-            p, s = metrics.image_metrics(clean, image)
-            batch[prefix + "psnr"].append(float(p))
-            batch[prefix + "ssim"].append(float(s))
-            crops[prefix + "psnr"].extend(metrics.psnr(image, clean).numpy())
-            crops[prefix + "ssim"].extend(metrics.ssim(image, clean).numpy())
+            # image_metrics(clean, image) is the mean of these float32 per-crop values: each
+            # crop is scored once, and the batch mean taken from the same values
+            p = metrics.psnr(image, clean)
+            s = tf.cast(metrics.ssim_float64(image, clean), tf.float32)  # as metrics.ssim
+            batch[prefix + "psnr"].append(float(tf.reduce_mean(p)))
+            batch[prefix + "ssim"].append(float(tf.reduce_mean(s)))
+            crops[prefix + "psnr"].extend(p.numpy())
+            crops[prefix + "ssim"].extend(s.numpy())
     result = {k: float(np.mean(v)) for k, v in batch.items()}
     result["per_image"] = {k: np.asarray(v, np.float64).reshape(len(pairs), num_crops).mean(1)
                            for k, v in crops.items()}

@@ -132,16 +132,29 @@ def device_name():
     return f"CPU ({cpu_info()['model']}, {os.cpu_count()} cores)"
 
 
-def _load(model, model_name):
-    """(keras model, description) from a model object, run folder, .keras file or TF1 prefix."""
-    if not isinstance(model, (str, os.PathLike)):
-        return model, getattr(model, "name", "model")
-    from menet_tf.infer.load import load_model, source_kind
+def _load(model, model_name, jit_compile, precision, backend):
+    """(Derainer, description) of a Keras model object, or of any source ``load_derainer``
+    takes (bundled name, run folder, .keras file, TF1 prefix, SavedModel), in ``precision``
+    on ``backend``."""
+    from menet_tf.infer.load import load_derainer, source_kind
 
+    if not isinstance(model, (str, os.PathLike)):
+        from menet_tf.infer.derainer import Derainer
+
+        if backend == "openvino":
+            from menet_tf.infer.openvino_backend import OpenVINODerainer
+
+            return (OpenVINODerainer.from_derainer(Derainer(model, jit_compile=False), precision),
+                    getattr(model, "name", "model"))
+        if backend != "tensorflow":
+            raise MenetError(f"unknown backend {backend!r}; choose tensorflow or openvino")
+        return (Derainer(model, jit_compile=jit_compile, precision=precision),
+                getattr(model, "name", "model"))
     source = os.fspath(model)
     kind, _ = source_kind(source)
     described = source if kind == "bundled" else os.path.abspath(source)
-    return load_model(source, model_name=model_name), described
+    return load_derainer(source, model_name, jit_compile=jit_compile, precision=precision,
+                         backend=backend), described
 
 
 def _checked(protocols):
@@ -157,25 +170,26 @@ def _checked(protocols):
 
 def evaluate(model, data, out=None, *, protocols=PROTOCOLS, model_name=None, crop_size=224,
              batch_size=20, border=0, mode="pad", save_images=0, jit_compile="auto",
-             progress=True):
-    """Score ``model`` (a Keras model, run folder, ``.keras`` file or TF1 prefix) on the test set
-    ``data`` under ``protocols``; write ``metrics.csv`` and ``summary.json`` into ``out``.
+             precision="fp32", backend="tensorflow", progress=True):
+    """Score ``model`` (a Keras model, bundled name, run folder, ``.keras`` file, TF1 prefix or
+    SavedModel) on the test set ``data`` under ``protocols``; write ``metrics.csv`` and
+    ``summary.json`` into ``out``.
 
     Returns the summary dict; per-image rows are under ``"images_scored"`` (not written to the
     JSON). Whole images go through ``Derainer.derain(mode="pad")``: reflection padding to the
     model's multiple, cropped back. Images smaller than ``crop_size`` are left out of the
     authors' protocol (its crops need them at least that big) with a warning, and listed in the
     summary; they are still scored whole. ``jit_compile`` is the Derainer's ("auto": XLA on GPUs).
+    ``precision`` ("fp32", "bf16", "fp16") and ``backend`` ("tensorflow", "openvino") choose how
+    the network runs (``menet_tf.infer.load.load_derainer``); the summary records both.
     """
-    from menet_tf.infer.derainer import Derainer
-
     protocols = _checked(protocols)
     root, pairs, split = _scored_split(data)
-    keras_model, model_desc = _load(model, model_name)
-    derainer = Derainer(keras_model, jit_compile=jit_compile)
+    derainer, model_desc = _load(model, model_name, jit_compile, precision, backend)
 
     summary = {"model": model_desc, "data": os.path.abspath(root), "split": split,
-               "images": len(pairs)}
+               "images": len(pairs),
+               "precision": getattr(derainer, "precision", precision), "backend": backend}
     rows = [{"name": os.path.basename(p.rainy), "height": p.height, "width": p.width}
             for p in pairs]
     if "authors" in protocols:

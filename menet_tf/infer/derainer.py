@@ -12,7 +12,9 @@ The network runs in one compiled ``tf.function`` (XLA on GPUs only, as in traini
 per padded input size (once in total when XLA is off, since the graph then takes any size), with
 batch norm folded into the preceding convolutions: inference then pays for neither the tracer
 nor separate BN ops. Sizes the network cannot take are padded, resized or tiled
-(``menet_tf.infer.tiling``).
+(``menet_tf.infer.tiling``). ``precision="bf16"`` (or "fp16") runs a half-precision twin of the
+network with batch norm folded before its weights are cast, once (``menet_tf.infer.precision``);
+images in and out stay float32.
 """
 import os
 
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from menet_tf.errors import MenetError
+from menet_tf.infer import precision as precisions
 from menet_tf.infer.tiling import (MODES, RESIZE_MULTIPLE, TILE_OVERLAP, TILE_SIZE, TileLayout,
                                    _round_up, default_max_pixels, pad_to_multiple,
                                    resize_bicubic)
@@ -66,6 +69,16 @@ def real_image_mean(e, padded_height, size):
     return total / tf.reduce_sum(weight)
 
 
+def in_float32(mean):
+    """An attention-mean hook taking its mean in float32 whatever e's dtype (a bfloat16 sum of
+    thousands of values would lose the digits the mean needs); identical for float32 e."""
+    return lambda e: tf.cast(mean(tf.cast(e, tf.float32)), e.dtype)
+
+
+def _image_mean(e):
+    return tf.reduce_mean(e, axis=[1, 2], keepdims=True)
+
+
 class Derainer:
     """Compiled inference of a MENET model on images of any size.
 
@@ -77,9 +90,13 @@ class Derainer:
             and eager execution fuse ops differently), not bit for bit.
         jit_compile: "auto" (XLA on GPUs only, see menet_tf.model.multitask.resolve_jit_compile),
             True or False.
+        precision: "fp32" (the model as trained), "bf16" or "fp16": a twin of the network in
+            that precision, its weights copied now (batch norm folded in float32, then cast
+            once; ``menet_tf.infer.precision``). Outputs are float32 either way; on a Rain100L
+            image bf16 moved them by 0.04 grey level on average (at most 1), fp16 by 0.004.
     """
 
-    def __init__(self, model, fold_batch_norm=True, jit_compile="auto"):
+    def __init__(self, model, fold_batch_norm=True, jit_compile="auto", precision="fp32"):
         from menet_tf.model.multitask import resolve_jit_compile
 
         if not hasattr(model, "multiple"):
@@ -89,11 +106,17 @@ class Derainer:
         self.multiple = int(model.multiple)
         self.fold_batch_norm = bool(fold_batch_norm)
         self.jit_compile = resolve_jit_compile(jit_compile)
+        self.precision = precisions.resolve(precision).name
+        # The network the traced functions run: the model itself in fp32, else its twin.
+        self.network = (model if self.precision == "fp32"
+                        else precisions.half_precision_twin(model, self.precision))
         #: How often the network function was traced (a test checks: once per shape key).
         self.trace_count = 0
         self._concrete = {}
         self._attention_found = None  # learnt when the excitation function is first traced
-        compile_ = dict(jit_compile=self.jit_compile, autograph=False)
+        # Half precision is traced without XLA, frozen, then compiled (``concrete_function``).
+        compile_ = dict(jit_compile=self.jit_compile and self.precision == "fp32",
+                        autograph=False)
         self._functions = {
             "forward": tf.function(self._forward, **compile_),
             "excitation": tf.function(self._excitation, **compile_),
@@ -104,18 +127,21 @@ class Derainer:
     @classmethod
     def from_pretrained(cls, name=None, **options):
         """A Derainer of a bundled model (``None``: the default; ``menet-tf models`` lists
-        them); ``options`` are the constructor's (``fold_batch_norm``, ``jit_compile``)."""
+        them); ``options`` are the constructor's (``fold_batch_norm``, ``jit_compile``,
+        ``precision``)."""
         from menet_tf.infer.pretrained import pretrained
 
         return cls(pretrained(name), **options)
 
     # The traced computations. Python in them runs only while tracing.
     def _forward(self, batch):
-        from menet_tf.model.layers import folded_batch_norm
+        from menet_tf.model.layers import attention_mean_hook, folded_batch_norm
 
         self.trace_count += 1
-        with folded_batch_norm(self.fold_batch_norm):
-            out = self.model(batch, training=False)
+        # In half precision the attention mean is taken in float32; fp32 runs the model as is.
+        hook = None if self.precision == "fp32" else in_float32(_image_mean)
+        with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(hook):
+            out = self.network(batch, training=False)
         return tf.cast(out, tf.float32)
 
     def _excitation(self, batch):
@@ -126,10 +152,10 @@ class Derainer:
 
         def record(e):
             seen.append(e)
-            return tf.reduce_mean(e, axis=[1, 2], keepdims=True)
+            return _image_mean(e)
 
         with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(record):
-            self.model(batch, training=False)
+            self.network(batch, training=False)
         self._attention_found = len(seen) == 1
         return tf.cast(seen[0], tf.float32) if seen else tf.zeros([0], tf.float32)
 
@@ -139,7 +165,7 @@ class Derainer:
 
         with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
                 lambda e: tf.cast(mean, e.dtype)):
-            out = self.model(batch, training=False)
+            out = self.network(batch, training=False)
         return tf.cast(out, tf.float32)
 
     def _forward_real_mean(self, batch, size):
@@ -149,8 +175,8 @@ class Derainer:
 
         height = tf.shape(batch)[1]
         with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
-                lambda e: real_image_mean(e, height, size)):
-            out = self.model(batch, training=False)
+                in_float32(lambda e: real_image_mean(e, height, size))):
+            out = self.network(batch, training=False)
         return tf.cast(out, tf.float32)
 
     def _shape_key(self, height, width):
@@ -167,13 +193,36 @@ class Derainer:
         key = self._shape_key(height, width)
         fn = self._concrete.get((kind, key))
         if fn is None:
-            specs = [tf.TensorSpec([None, *(key or (None, None)), 3], tf.float32)]
-            if kind == "with_mean":
-                specs.append(tf.TensorSpec([1, 1, 1, None], tf.float32))
-            if kind == "real_mean":
-                specs.append(tf.TensorSpec([2], tf.int32))
-            fn = self._functions[kind].get_concrete_function(*specs)
+            specs = self._specs(kind, key)
+            if self.precision == "fp32":
+                fn = self._functions[kind].get_concrete_function(*specs)
+            else:
+                frozen = self._frozen(kind, key)
+                fn = tf.function(lambda *inputs: frozen(*inputs)[0],
+                                 jit_compile=self.jit_compile,
+                                 autograph=False).get_concrete_function(*specs)
             self._concrete[(kind, key)] = fn
+        return fn
+
+    @staticmethod
+    def _specs(kind, key):
+        specs = [tf.TensorSpec([None, *(key or (None, None)), 3], tf.float32)]
+        if kind == "with_mean":
+            specs.append(tf.TensorSpec([1, 1, 1, None], tf.float32))
+        if kind == "real_mean":
+            specs.append(tf.TensorSpec([2], tf.int32))
+        return specs
+
+    def _frozen(self, kind, key, exportable=False):
+        """The half-precision network of ``kind`` traced without XLA and frozen (weights as
+        constants, so fold and cast happen once; ``menet_tf.infer.precision.frozen``); it
+        returns a list of its outputs."""
+        fn = self._concrete.get(("frozen", kind, key, exportable))
+        if fn is None:
+            with tf.init_scope():  # freezing reads the weights: eagerly, even inside a trace
+                fn = precisions.frozen(self._functions[kind].get_concrete_function(
+                    *self._specs(kind, key)), exportable)
+            self._concrete[("frozen", kind, key, exportable)] = fn
         return fn
 
     def warm_up(self, height=None, width=None):
@@ -260,8 +309,9 @@ class Derainer:
                                for i in range(0, len(batch), batch_size)])
 
     def _has_attention(self):
-        if self._attention_found is None:
-            self.concrete_function(self.multiple, self.multiple, kind="excitation")
+        if self._attention_found is None:  # learnt by tracing (not compiling) the excitation
+            key = self._shape_key(self.multiple, self.multiple)
+            self._functions["excitation"].get_concrete_function(*self._specs("excitation", key))
         return self._attention_found
 
     def _tiled(self, batch, tile_size, overlap, batch_size, size):
@@ -300,7 +350,8 @@ class Derainer:
         """In-graph de-raining of a batch of any size: uint8 or float 0..255 in, same dtype out.
 
         Pads by reflection to the multiple, runs the network (attention's mean over the real
-        image, as ``derain``), crops back. Used by ``export``.
+        image, as ``derain``), crops back. Used by ``export``. In bf16/fp16 the network is the
+        frozen half-precision graph (weights folded and cast once, as constants).
         """
         from menet_tf.model.layers import attention_mean_hook, folded_batch_norm
 
@@ -308,23 +359,48 @@ class Derainer:
         x = tf.cast(images, tf.float32)
         padded, (h, w) = pad_to_multiple(x, self.multiple)
         height = tf.shape(padded)[1]
-        with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
-                lambda e: real_image_mean(e, height, (h, w))):
-            out = tf.cast(self.model(padded, training=False), tf.float32)[:, :h, :w, :]
+        if self.precision != "fp32":  # the frozen half-precision graph: no variables exported
+            network = self._frozen("real_mean", None, exportable=True)
+            out = network(padded, tf.stack([h, w]))[0][:, :h, :w, :]
+        else:
+            with folded_batch_norm(self.fold_batch_norm), attention_mean_hook(
+                    lambda e: real_image_mean(e, height, (h, w))):
+                out = tf.cast(self.model(padded, training=False), tf.float32)[:, :h, :w, :]
         if dtype == tf.uint8:
             return to_uint8_tf(out)
         return tf.cast(out, dtype)
+
+
+def _exported_precision(path):
+    """The precision an export recorded in its export.json ("fp32" when it says none)."""
+    from menet_tf.files import read_json
+
+    info = read_json(os.path.join(path, "export.json"))
+    recorded = info.get("precision", "fp32") if isinstance(info, dict) else "fp32"
+    try:
+        return precisions.resolve(recorded).name
+    except MenetError:
+        raise MenetError(f"{path}: export.json names an unknown precision {recorded!r}") \
+            from None
 
 
 class SavedModelDerainer(Derainer):
     """An exported SavedModel behind the Derainer interface (``derain`` with any mode).
 
     The SavedModel pads inside its graph, so ``multiple`` is 1 here; tiles are still rounded to
-    16 pixels.
+    16 pixels. It runs in the precision it was exported in (``export.json``'s "precision",
+    fp32 when absent): ``precision`` may name that one, or be left at "fp32"; asking a float32
+    export for bf16 is refused (re-export with ``menet-tf export --precision bf16``).
     """
 
-    def __init__(self, path):  # noqa: super().__init__ needs a Keras model; this has none
+    def __init__(self, path, precision="fp32"):  # noqa: super().__init__ needs a Keras model
         self.path = os.fspath(path)
+        self.precision = _exported_precision(self.path)
+        asked = precisions.resolve(precision).name
+        if asked not in ("fp32", self.precision):
+            raise MenetError(f"{self.path}: an exported SavedModel runs in the precision it was"
+                             f" exported in ({self.precision}), not {asked}; export it again"
+                             f" with `menet-tf export --precision {asked}`")
         try:
             self.module = tf.saved_model.load(self.path)
         except Exception as err:

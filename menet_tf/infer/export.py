@@ -1,4 +1,5 @@
-"""Deploy a trained MENET without menet-tf: a SavedModel (TF Serving) or a TFLite file.
+"""Deploy a trained MENET without menet-tf: a SavedModel (TF Serving), a TFLite file or an
+OpenVINO IR.
 
 Both run ``Derainer.serving_function`` (``menet_tf.infer.derainer``): images in 0..255, reflection
 padding to the model's multiple inside the graph, the network in inference mode (BN folded),
@@ -15,6 +16,14 @@ Signatures:
 
 TFLite: ``tf.lite.TFLiteConverter`` from the same function with a fixed input [1, H, W, 3]
 (``size``), float32, or with dynamic-range quantisation (int8 weights, float activations).
+
+OpenVINO IR (the optional extra ``menet-tf[openvino]``): ``model.xml`` + ``model.bin`` converted
+from the same function with float32 input "images" [N, H, W, 3] of any size in 0..255 and output
+"derained". An IR carries no inference precision, so ``precision`` bf16/fp16 stores the weights
+in float16 (half the file; what a bf16/f16 run rounds them to anyway) and is recorded in
+export.json; the runtime's hint (``INFERENCE_PRECISION_HINT``, or ``--precision`` when menet-tf
+runs it) decides the arithmetic. OpenVINO's CPU plugin runs bf16 by default on CPUs with
+AVX512_BF16 or AMX: ask for "f32" there to get float32.
 """
 import os
 import shutil
@@ -35,7 +44,7 @@ def _is_export(folder):
     return isinstance(info, dict) and "format" in info
 
 
-def _prepare_target(path, force, fmt):
+def _prepare_target(path, force, fmt):  # fmt: "savedmodel"/"openvino" folder, else a file
     """Refuse to replace anything but a previous export, and that only with --force.
 
     --force reaches no further than the command's own outputs: a SavedModel folder must carry
@@ -46,12 +55,13 @@ def _prepare_target(path, force, fmt):
         return
     if not force:
         raise MenetError(f"{path} exists; use --force to replace an earlier export")
-    if fmt == "savedmodel":
+    if fmt in ("savedmodel", "openvino"):
         ours = os.path.isdir(path) and not os.path.islink(path) and _is_export(path)
     else:
         ours = os.path.isfile(path)
     if not ours:
-        what = "a SavedModel export (no export.json)" if fmt == "savedmodel" else "a file"
+        what = {"savedmodel": "a SavedModel export (no export.json)",
+                "openvino": "an OpenVINO export (no export.json)"}.get(fmt, "a file")
         raise MenetError(f"{path} is not {what}; refusing to replace it even with --force")
 
 
@@ -126,7 +136,8 @@ def _write_info(folder, derainer, **extra):
         "model": type(model).__name__, "name": model.name, "depth": int(model.depth),
         "attention": getattr(model, "attention_block", None) or bool(model.attention),
         "multiple": derainer.multiple, "fold_batch_norm": derainer.fold_batch_norm,
-        "value_range": "0..255 RGB", **extra,
+        "precision": getattr(derainer, "precision", "fp32"), "value_range": "0..255 RGB",
+        **extra,
     }
     write_json(os.path.join(folder, MARKER), info)
 
@@ -190,3 +201,58 @@ def run_tflite(model_path_or_bytes, images):
     interpreter.set_tensor(inp["index"], np.asarray(images, np.float32))
     interpreter.invoke()
     return interpreter.get_tensor(out["index"])
+
+
+def openvino_model(derainer):
+    """The ``ov.Model`` of ``derainer.serving_function`` (float32 [N, H, W, 3] "images", any
+    size, 0..255 -> "derained"), converted from its float32 graph whatever its precision."""
+    from menet_tf.infer.openvino_backend import convert, float32_derainer
+
+    _require_keras_model(derainer, "OpenVINO export")
+    base = float32_derainer(derainer)
+    function = tf.function(lambda images: {"derained": base.serving_function(images)},
+                           autograph=False).get_concrete_function(
+        tf.TensorSpec([None, None, None, 3], tf.float32, name="images"))
+    model = convert(function, derainer.model.name)
+    model.inputs[0].get_tensor().set_names({"images"})
+    return model
+
+
+def export_openvino(derainer, path, precision="fp32", force=False):
+    """Write an OpenVINO IR of ``derainer``: ``path`` a folder (model.xml, model.bin and
+    export.json inside) or an ``.xml`` file name (its ``.bin`` beside it). Returns the .xml."""
+    from menet_tf import interrupts
+    from menet_tf.infer.openvino_backend import import_openvino, precision_hint
+
+    precision_hint(precision)
+    path = os.fspath(path)
+    as_file = path.endswith(".xml")
+    targets = [path, path[:-4] + ".bin"] if as_file else [path]
+    for target in targets:
+        _prepare_target(target, force, "file" if as_file else "openvino")
+    ov = import_openvino()
+    model = openvino_model(derainer)
+    model.set_rt_info(precision, ["menet_tf", "precision"])
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        ov.save_model(model, os.path.join(tmp, "model.xml"), compress_to_fp16=precision != "fp32")
+        if as_file:
+            with interrupts.deferred():  # the pair moves together: no new .bin beside an old .xml
+                os.replace(os.path.join(tmp, "model.bin"), targets[1])
+                os.replace(os.path.join(tmp, "model.xml"), path)
+                interrupts.check()
+            return path
+        _readable_by_umask(tmp)
+        _write_info(tmp, derainer, format="openvino", precision=precision,
+                    files=["model.xml", "model.bin"],
+                    weights="float32" if precision == "fp32" else "float16",
+                    inputs={"images": "float32 [N,H,W,3] 0..255, any size"},
+                    outputs={"derained": "float32 [N,H,W,3] 0..255"},
+                    inference_precision_hint=precision_hint(precision))
+        _replace(tmp, path)
+        return os.path.join(path, "model.xml")
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)

@@ -1,5 +1,6 @@
 """Any model source to a Keras model or a Derainer: a bundled model's name, run folder,
-``.keras`` file, the authors' TF1 checkpoint (prefix or folder) or an exported SavedModel.
+``.keras`` file, the authors' TF1 checkpoint (prefix or folder), an exported SavedModel or an
+OpenVINO IR (run by ``menet_tf.infer.openvino_backend``).
 
 ``source_kind`` is the one place that tells the sources apart; a new kind of source is a branch
 there and a loader in ``_LOADERS``.
@@ -41,13 +42,20 @@ def _looks_like_name(text):
 
 def source_kind(source):
     """(kind, path) of a model source: kind "bundled" (path is then the name), "savedmodel",
-    "keras" or "tf1", and the path to load (a run folder's model.keras; a TF1 checkpoint's
-    prefix or folder). A path on disk wins over a bundled model of the same name."""
+    "openvino" (an IR's .xml, or a folder ``export --format openvino`` wrote), "keras" or "tf1",
+    and the path to load (a run folder's model.keras; a TF1 checkpoint's prefix or folder; an
+    IR's .xml). A path on disk wins over a bundled model of the same name."""
     path = os.fspath(source)
     if _looks_like_name(path) and not os.path.exists(path) and registry.is_bundled_name(path):
         return "bundled", path
     if _is_saved_model(path):
         return "savedmodel", path
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.xml")):
+        return "openvino", os.path.join(path, "model.xml")
+    if path.endswith(".xml") and not os.path.isdir(path):
+        if not os.path.isfile(path):
+            raise MenetError(f"{path}: file does not exist")
+        return "openvino", path
     if os.path.isdir(path):
         keras_file = os.path.join(path, "model.keras")
         if os.path.isfile(keras_file):
@@ -56,7 +64,7 @@ def source_kind(source):
                 os.path.join(path, "checkpoint")):
             return "tf1", path
         raise MenetError(f"{path}: folder holds neither model.keras (a run folder) nor a TF1"
-                         " checkpoint (*.index) nor saved_model.pb")
+                         " checkpoint (*.index) nor saved_model.pb nor model.xml (OpenVINO)")
     if path.endswith(".keras"):
         if not os.path.isfile(path):
             raise MenetError(f"{path}: file does not exist")
@@ -66,8 +74,9 @@ def source_kind(source):
     if _CHECKPOINT_FILE.search(path):
         raise CheckpointError(f"{path}: give the checkpoint prefix without the file ending,"
                               f" e.g. {_CHECKPOINT_FILE.sub('', path)}")
-    raise MenetError(f"{path}: not a run folder, .keras file, TF1 checkpoint prefix or"
-                     " SavedModel" + ("" if os.path.exists(path) else " (it does not exist)")
+    raise MenetError(f"{path}: not a run folder, .keras file, TF1 checkpoint prefix,"
+                     " SavedModel or OpenVINO .xml"
+                     + ("" if os.path.exists(path) else " (it does not exist)")
                      + (f"; bundled models: {registry.names_text()}" if _looks_like_name(path)
                         else ""))
 
@@ -142,12 +151,41 @@ def load_model(source, model_name=None, compile=False):
     if kind == "savedmodel":
         raise MenetError(f"{path}: is an exported SavedModel, not a Keras model; use"
                          " menet_tf.infer.load.load_derainer (or `menet-tf derain`) to run it")
+    if kind == "openvino":
+        raise MenetError(f"{path}: is an OpenVINO IR, not a Keras model; run it with"
+                         " --backend openvino")
     return _LOADERS[kind](path, model_name, compile)
 
 
-def load_derainer(source, model_name=None, fold_batch_norm=True, jit_compile="auto"):
-    """A Derainer for anything ``load_model`` takes, or for an exported SavedModel."""
+def load_derainer(source, model_name=None, fold_batch_norm=True, jit_compile="auto",
+                  precision="fp32", backend="tensorflow"):
+    """A Derainer for anything ``load_model`` takes, or for an exported SavedModel.
+
+    ``precision`` ("fp32", "bf16", "fp16"; see ``menet_tf.infer.precision``) and ``backend``
+    ("tensorflow" or "openvino", the optional extra) choose how the network runs; every
+    combination has the same ``derain``/``predict`` interface.
+    """
     kind, path = source_kind(source)
+    if backend == "openvino":
+        return _openvino_derainer(kind, path, model_name, precision)
+    if backend != "tensorflow":
+        raise MenetError(f"unknown backend {backend!r}; choose tensorflow or openvino")
+    if kind == "openvino":
+        raise MenetError(f"{path}: is an OpenVINO IR; run it with --backend openvino")
     if kind == "savedmodel":
-        return SavedModelDerainer(path)
-    return Derainer(_LOADERS[kind](path, model_name, False), fold_batch_norm, jit_compile)
+        return SavedModelDerainer(path, precision=precision)
+    return Derainer(_LOADERS[kind](path, model_name, False), fold_batch_norm, jit_compile,
+                    precision=precision)
+
+
+def _openvino_derainer(kind, path, model_name, precision):
+    """An exported model (IR, SavedModel) runs as it is; a Keras model is converted from its
+    float32 Derainer (batch norm folded), with ``precision`` as OpenVINO's hint."""
+    from menet_tf.infer.openvino_backend import OpenVINODerainer, import_openvino, precision_hint
+
+    precision_hint(precision)  # an unknown precision or a missing extra is one line at once
+    import_openvino()
+    if kind in ("openvino", "savedmodel"):
+        return OpenVINODerainer.from_file(kind, path, precision)
+    model = _LOADERS[kind](path, model_name, False)
+    return OpenVINODerainer.from_derainer(Derainer(model, jit_compile=False), precision)

@@ -3,7 +3,6 @@ and inference function trace once per input shape and keep everything in the gra
 
 No timing is asserted: speed is measured by the bench itself, never by a test.
 """
-import json
 
 import numpy as np
 import pytest
@@ -14,20 +13,8 @@ from menet_tf.bench import speed as bench
 from menet_tf.bench import timing
 from menet_tf.cli.main import main
 
-from conftest import GRAPHS
-
-HAVE_GRAPHS = (GRAPHS / "light" / "ModelShallowNewCaEdgeGramGradBalance").is_dir()
+from bench_helpers import GRAPHS, HAVE_GRAPHS
 PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    argv = ["bench", "--quick", "--repeats", "1", "--out", str(out), "--no-progress"]
-    if HAVE_GRAPHS:
-        argv += ["--authors", str(GRAPHS)]
-    assert main(argv) == 0
-    return json.loads(out.read_text())
 
 
 def test_quick_bench_writes_every_figure(quick_run, capsys):
@@ -49,7 +36,7 @@ def test_quick_bench_writes_every_figure(quick_run, capsys):
     assert {"intra_op", "inter_op"} <= set(machine["threads"])
     assert isinstance(machine["onednn"], bool)
     assert r["settings"]["conv_gradient"] in ("native", "convolution")
-    assert r["settings"]["quick"] is True and r["settings"]["precision"] == "float32"
+    assert r["settings"]["quick"] is True and r["settings"]["precision"] == "fp32"
     assert r["command"].startswith("menet-tf bench") and "--quick" in r["command"]
     assert [g["target"] for g in r["goals"]] == [1.15, 1.25, 1.15, 1.10]
     assert all(g["met"] is None for g in r["goals"]), "--quick must not claim goals"
@@ -180,7 +167,8 @@ def test_objective_gradient_from_layer5_output_equals_the_full_backward_pass():
 def test_bench_without_out_writes_no_file(tmp_path, monkeypatch, capsys):
     """bench prints its table; it writes bench.json only where -o/--out says (issue 14)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["bench", "--quick", "--repeats", "1", "--no-pipeline", "--quiet"]) == 0
+    assert main(["bench", "--quick", "--repeats", "1", "--no-pipeline", "--no-training",
+                 "--no-roofline", "--quiet"]) == 0
     assert list(tmp_path.iterdir()) == []
     assert "wrote" not in capsys.readouterr().out
 
