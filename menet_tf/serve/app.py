@@ -9,6 +9,7 @@ answer, the model runs in :class:`menet_tf.serve.worker.Worker`.
 import asyncio
 import contextlib
 import os
+import re
 import time
 
 from starlette.applications import Starlette
@@ -128,7 +129,9 @@ def _parameters(params):
 
 
 def _result_name(name, fmt):
-    stem = os.path.splitext(name)[0] or "image"
+    """The download's file name: the upload's stem in safe characters only (it goes into a
+    header, where a quote or a line break of a client's file name must not)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.splitext(name)[0])[:100] or "image"
     return f"{stem}-derained{photos.OUTPUT_FORMATS[fmt][1]}"
 
 

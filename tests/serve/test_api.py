@@ -4,6 +4,7 @@ the limits, the bounded queue, and corrupt uploads that leave the server up."""
 import concurrent.futures
 import io
 import json
+import re
 import struct
 import time
 import zlib
@@ -49,6 +50,16 @@ def test_each_photo_format_goes_through_as_multipart(serve, fmt):
     assert response.headers["content-type"] == "image/webp"
     assert response.headers["content-disposition"].endswith('coffee-derained.webp"')
     assert image_of(response).shape == (48, 64, 3)
+
+
+def test_a_hostile_file_name_cannot_reach_the_response_headers(serve):
+    data = example_bytes("coffee.jpg", (32, 32), "PNG")
+    response = serve().post("/v1/derain", files={"image": ('a"b\r\nX-Evil: 1.png', data)})
+    assert response.status_code == 200, response.text
+    assert "x-evil" not in response.headers
+    disposition = response.headers["content-disposition"]  # the client may %-encode the name
+    assert re.fullmatch(r'inline; filename="[A-Za-z0-9._-]+-derained\.png"', disposition), \
+        disposition
 
 
 def test_modes_and_large_images_are_tiled_as_derain_does(serve, derainer):
