@@ -136,20 +136,11 @@ def _load(model, model_name, jit_compile, precision, backend):
     """(Derainer, description) of a Keras model object, or of any source ``load_derainer``
     takes (bundled name, run folder, .keras file, TF1 prefix, SavedModel), in ``precision``
     on ``backend``."""
-    from menet_tf.infer.load import load_derainer, source_kind
+    from menet_tf.infer.load import derainer_of, load_derainer, source_kind
 
     if not isinstance(model, (str, os.PathLike)):
-        from menet_tf.infer.derainer import Derainer
-
-        if backend == "openvino":
-            from menet_tf.infer.openvino_backend import OpenVINODerainer
-
-            return (OpenVINODerainer.from_derainer(Derainer(model, jit_compile=False), precision),
-                    getattr(model, "name", "model"))
-        if backend != "tensorflow":
-            raise MenetError(f"unknown backend {backend!r}; choose tensorflow or openvino")
-        return (Derainer(model, jit_compile=jit_compile, precision=precision),
-                getattr(model, "name", "model"))
+        return (derainer_of(model, jit_compile=jit_compile, precision=precision,
+                            backend=backend), getattr(model, "name", "model"))
     source = os.fspath(model)
     kind, _ = source_kind(source)
     described = source if kind == "bundled" else os.path.abspath(source)

@@ -159,33 +159,47 @@ def load_model(source, model_name=None, compile=False):
 
 def load_derainer(source, model_name=None, fold_batch_norm=True, jit_compile="auto",
                   precision="fp32", backend="tensorflow"):
-    """A Derainer for anything ``load_model`` takes, or for an exported SavedModel.
+    """A Derainer for anything ``load_model`` takes, or for an exported SavedModel or OpenVINO
+    IR.
 
     ``precision`` ("fp32", "bf16", "fp16"; see ``menet_tf.infer.precision``) and ``backend``
     ("tensorflow" or "openvino", the optional extra) choose how the network runs; every
     combination has the same ``derain``/``predict`` interface.
     """
     kind, path = source_kind(source)
-    if backend == "openvino":
-        return _openvino_derainer(kind, path, model_name, precision)
-    if backend != "tensorflow":
-        raise MenetError(f"unknown backend {backend!r}; choose tensorflow or openvino")
-    if kind == "openvino":
-        raise MenetError(f"{path}: is an OpenVINO IR; run it with --backend openvino")
-    if kind == "savedmodel":
+    _check_backend(backend, precision)
+    if kind in ("savedmodel", "openvino"):  # exported: run as it is
+        if backend == "openvino":
+            from menet_tf.infer.openvino_backend import OpenVINODerainer
+
+            return OpenVINODerainer.from_file(kind, path, precision)
+        if kind == "openvino":
+            raise MenetError(f"{path}: is an OpenVINO IR; run it with --backend openvino")
         return SavedModelDerainer(path, precision=precision)
-    return Derainer(_LOADERS[kind](path, model_name, False), fold_batch_norm, jit_compile,
-                    precision=precision)
-
-
-def _openvino_derainer(kind, path, model_name, precision):
-    """An exported model (IR, SavedModel) runs as it is; a Keras model is converted from its
-    float32 Derainer (batch norm folded), with ``precision`` as OpenVINO's hint."""
-    from menet_tf.infer.openvino_backend import OpenVINODerainer, import_openvino, precision_hint
-
-    precision_hint(precision)  # an unknown precision or a missing extra is one line at once
-    import_openvino()
-    if kind in ("openvino", "savedmodel"):
-        return OpenVINODerainer.from_file(kind, path, precision)
     model = _LOADERS[kind](path, model_name, False)
-    return OpenVINODerainer.from_derainer(Derainer(model, jit_compile=False), precision)
+    return derainer_of(model, fold_batch_norm, jit_compile, precision, backend)
+
+
+def derainer_of(model, fold_batch_norm=True, jit_compile="auto", precision="fp32",
+                backend="tensorflow"):
+    """A Derainer of a built Keras MENET in ``precision`` on ``backend``: TensorFlow's own, or
+    OpenVINO converting its float32 graph (batch norm folded) with ``precision`` as the hint."""
+    _check_backend(backend, precision)
+    if backend == "openvino":
+        from menet_tf.infer.openvino_backend import OpenVINODerainer
+
+        return OpenVINODerainer.from_derainer(
+            Derainer(model, fold_batch_norm, jit_compile=False), precision)
+    return Derainer(model, fold_batch_norm, jit_compile, precision=precision)
+
+
+def _check_backend(backend, precision):
+    """An unknown backend or precision, or a missing OpenVINO extra, is one line before any
+    model loads."""
+    if backend == "openvino":
+        from menet_tf.infer.openvino_backend import import_openvino, precision_hint
+
+        precision_hint(precision)
+        import_openvino()
+    elif backend != "tensorflow":
+        raise MenetError(f"unknown backend {backend!r}; choose tensorflow or openvino")
