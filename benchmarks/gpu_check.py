@@ -45,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's warnings stay
 
 import numpy as np  # noqa: E402
 
-from menet_tf.cli.main import captured_stderr  # noqa: E402  (TensorFlow's C++ start-up lines)
+from menet_tf.tf_logging import captured_stderr  # noqa: E402  (TensorFlow's C++ start-up lines)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMAT = 1

@@ -43,34 +43,29 @@ def _const_shape(tensor):
     return None
 
 
-def _conv2d(op):
-    out, kernel = _static(op.outputs[0]), _static(op.inputs[1])
-    return None if out is None or kernel is None else 2 * _elements(out) * _elements(kernel[:3])
+def _forward_output(op):
+    return _static(op.outputs[0])
 
 
-def _conv2d_backprop_input(op):
-    kernel, dy = _static(op.inputs[1]), _static(op.inputs[2])
-    return None if kernel is None or dy is None else 2 * _elements(dy) * _elements(kernel[:3])
+def _output_gradient(op):  # dy of a convolution's backprop ops: the forward output's shape
+    return _static(op.inputs[2])
 
 
-def _conv2d_backprop_filter(op):
-    kernel, dy = _const_shape(op.inputs[1]) or _static(op.outputs[0]), _static(op.inputs[2])
-    return None if kernel is None or dy is None else 2 * _elements(dy) * _elements(kernel[:3])
+def _kernel(op):
+    return _static(op.inputs[1])
 
 
-def _depthwise(op):
-    out, kernel = _static(op.outputs[0]), _static(op.inputs[1])
-    return None if out is None or kernel is None else 2 * _elements(out) * _elements(kernel[:2])
+def _kernel_of_gradient(op):  # a kernel-gradient op gets the kernel's shape as an operand
+    return _const_shape(op.inputs[1]) or _static(op.outputs[0])
 
 
-def _depthwise_backprop_input(op):
-    kernel, dy = _static(op.inputs[1]), _static(op.inputs[2])
-    return None if kernel is None or dy is None else 2 * _elements(dy) * _elements(kernel[:2])
-
-
-def _depthwise_backprop_filter(op):
-    kernel, dy = _const_shape(op.inputs[1]) or _static(op.outputs[0]), _static(op.inputs[2])
-    return None if kernel is None or dy is None else 2 * _elements(dy) * _elements(kernel[:2])
+def _convolution(forward_output, kernel, taps):
+    """A convolution op's rule: 2 x (forward output elements) x the product of the kernel's
+    first ``taps`` dims (kh, kw, c_in for Conv2D; kh, kw for depthwise)."""
+    def flops(op):
+        out, k = forward_output(op), kernel(op)
+        return None if out is None or k is None else 2 * _elements(out) * _elements(k[:taps])
+    return flops
 
 
 def _matmul(op):
@@ -83,12 +78,12 @@ def _matmul(op):
 
 
 DENSE = {
-    "Conv2D": _conv2d,
-    "Conv2DBackpropInput": _conv2d_backprop_input,
-    "Conv2DBackpropFilter": _conv2d_backprop_filter,
-    "DepthwiseConv2dNative": _depthwise,
-    "DepthwiseConv2dNativeBackpropInput": _depthwise_backprop_input,
-    "DepthwiseConv2dNativeBackpropFilter": _depthwise_backprop_filter,
+    "Conv2D": _convolution(_forward_output, _kernel, 3),
+    "Conv2DBackpropInput": _convolution(_output_gradient, _kernel, 3),
+    "Conv2DBackpropFilter": _convolution(_output_gradient, _kernel_of_gradient, 3),
+    "DepthwiseConv2dNative": _convolution(_forward_output, _kernel, 2),
+    "DepthwiseConv2dNativeBackpropInput": _convolution(_output_gradient, _kernel, 2),
+    "DepthwiseConv2dNativeBackpropFilter": _convolution(_output_gradient, _kernel_of_gradient, 2),
     "MatMul": _matmul,
     "BatchMatMul": _matmul,
     "BatchMatMulV2": _matmul,

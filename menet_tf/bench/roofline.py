@@ -20,6 +20,7 @@ import numpy as np
 
 from menet_tf.bench.timing import time_interleaved
 from menet_tf.infer.precision import PRECISIONS, resolve
+from menet_tf.tf_logging import without_tensorflow_logging
 CALL_SECONDS = 0.1  # each timed call runs its kernel about this long
 
 
@@ -88,11 +89,12 @@ def measure_peaks(precisions=PRECISIONS, quick=False, repeats=3, warmup=1, shape
     shapes = shapes or Shapes(quick)
     calls, flops, per_call = {}, {}, {}
     precisions = [resolve(p).name for p in precisions]
-    for precision in precisions:
-        for kind, (fn, f) in _kernels(precision, shapes, seed).items():
-            key = f"{kind}_{precision}"
-            calls[key], per_call[key] = _calibrated(fn)
-            flops[key] = f * per_call[key]
+    with without_tensorflow_logging():  # oneDNN's line on a CPU's first float16 op
+        for precision in precisions:
+            for kind, (fn, f) in _kernels(precision, shapes, seed).items():
+                key = f"{kind}_{precision}"
+                calls[key], per_call[key] = _calibrated(fn)
+                flops[key] = f * per_call[key]
     timed = time_interleaved(calls, repeats=repeats, warmup=warmup)
     out = {}
     for precision in precisions:

@@ -486,40 +486,31 @@ def _pipeline(sizes, data, workdir):
     return {k: result[k] for k in keep}
 
 
+def _goal_entry(text, target, ratio, claim, met):
+    """One goal's row: the measured ratio (wall and CPU time) and whether it is met, None where
+    the ratio was not measured or this run claims no goal."""
+    return {"goal": text, "target": target,
+            "measured_wall": None if ratio is None else round(ratio["wall"], 3),
+            "measured_cpu": None if ratio is None else round(ratio["cpu"], 3),
+            "met": None if ratio is None or not claim else bool(met(ratio["wall"]))}
+
+
 def goals(result):
     """The issue's speed goals against what this run measured (None where not measured)."""
-    out = []
     st = result["settings"]
+    ratios = result.get("ratios") or {}
     # Goals hold for the issue's sizes in float32; a --quick or mixed-precision run claims none.
     claim = (st["precision"] == "fp32" and st.get("backend", "tensorflow") == "tensorflow"
              and not st["quick"])
-    for key, target, text in GOALS:
-        ratio = (result.get("ratios") or {}).get(key)
-        out.append({
-            "goal": text, "target": target,
-            "measured_wall": None if ratio is None else round(ratio["wall"], 3),
-            "measured_cpu": None if ratio is None else round(ratio["cpu"], 3),
-            "met": None if ratio is None or not claim else bool(ratio["wall"] >= target),
-        })
-    gb = result["gb_over_mse"]
-    out.append({
-        "goal": "MENET-GB step at most 10% over the MSE-only step", "target": GB_OVER_MSE_GOAL,
-        "measured_wall": None if gb is None else round(gb["wall"], 3),
-        "measured_cpu": None if gb is None else round(gb["cpu"], 3),
-        "met": bool(gb["wall"] <= GB_OVER_MSE_GOAL) if claim and gb is not None else None,
-    })
-    low = st["precision"] != "fp32" or st.get("backend") == "openvino"
-    if low:
+    out = [_goal_entry(text, target, ratios.get(key), claim, lambda r, t=target: r >= t)
+           for key, target, text in GOALS]
+    out.append(_goal_entry("MENET-GB step at most 10% over the MSE-only step", GB_OVER_MSE_GOAL,
+                           result["gb_over_mse"], claim, lambda r: r <= GB_OVER_MSE_GOAL))
+    if st["precision"] != "fp32" or st.get("backend") == "openvino":
         cpu = result["machine"]["cpu"]
         able = ((cpu["avx512_bf16"] or cpu["amx"])
-                and (st["precision"] == "bf16" or st.get("backend") == "openvino"))
-        for key, target, text in LOW_PRECISION_GOALS:
-            ratio = (result.get("ratios") or {}).get(key)
-            out.append({
-                "goal": text, "target": target,
-                "measured_wall": None if ratio is None else round(ratio["wall"], 3),
-                "measured_cpu": None if ratio is None else round(ratio["cpu"], 3),
-                "met": (None if ratio is None or not able or st["quick"]
-                        else bool(ratio["wall"] >= target)),
-            })
+                and (st["precision"] == "bf16" or st.get("backend") == "openvino")
+                and not st["quick"])
+        out += [_goal_entry(text, target, ratios.get(key), able, lambda r, t=target: r >= t)
+                for key, target, text in LOW_PRECISION_GOALS]
     return out

@@ -67,15 +67,18 @@ def add_model(parser, *, required=True, help=MODEL_SOURCE_HELP):
     parser.add_argument("--model", required=required, metavar="SOURCE", help=help)
 
 
-def model_or_default(source):
+def model_or_default(source, announce=True):
     """``source``, or the bundled default model's name with one line saying which it is
-    (derain, export and serve run the bundled model when --model is not given)."""
+    (derain, export and serve run the bundled model when --model is not given; serve prints
+    its own line for any model, so it does not ``announce``)."""
     if source is not None:
         return source
     from menet_tf.bundled.card import network_words
     from menet_tf.bundled.registry import default_name, entry
 
     name = default_name()
+    if not announce:
+        return name
     record = entry(name)
     training = record["training"]
     print(f"model: {name}, the bundled default: {network_words(record)} trained on"

@@ -111,12 +111,11 @@ def serve(args):
     sock = _listen(args.host, args.port)  # before TensorFlow loads: a taken port says so at once
     import uvicorn
 
-    from menet_tf.bundled.registry import default_name
     from menet_tf.infer.load import load_derainer
     from menet_tf.serve.app import create_app
     from menet_tf.serve.describe import describe
 
-    source = args.model if args.model is not None else default_name()
+    source = options.model_or_default(args.model, announce=False)
     derainer = load_derainer(source, args.model_name,
                              jit_compile=options.jit_compile_value(args.jit_compile),
                              precision=args.precision, backend=args.backend)

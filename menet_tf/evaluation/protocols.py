@@ -9,15 +9,14 @@
 - ``rgb``: whole images, the same PSNR/SSIM on the three RGB channels (SSIM averaged over them).
 
 Whole-image protocols score the output as later papers do: saved as an 8-bit image (rounded),
-then read back, so Y is MATLAB's rounded uint8 Y. Their metrics are NumPy/SciPy in float64
-(MATLAB computes in double), run after inference, never inside a step. PSNR and the Gaussian
-window are the ones of :mod:`menet_tf.model.metrics`.
+then read back, so Y is MATLAB's rounded uint8 Y. Their metrics are in float64 (MATLAB computes
+in double), run after inference, never inside a step: PSNR in NumPy, SSIM compiled by XLA, both
+from :mod:`menet_tf.model.metrics` (the one home of the Gaussian window and the formulas).
 """
 import numpy as np
 
 from menet_tf.infer.photos import to_uint8  # the one float-to-8-bit rule, as derain saves
-from menet_tf.model.metrics import FILTER_SIGMA, FILTER_SIZE, K1, K2
-from menet_tf.model.metrics import gaussian_1d as gaussian_window
+from menet_tf.model.metrics import channel_ssim_float64
 from menet_tf.model.metrics import psnr_float64 as psnr
 
 PROTOCOLS = ("authors", "y", "rgb")
@@ -51,40 +50,17 @@ def rgb_to_y(rgb):
     return y
 
 
-def _filter_valid(img, g):
-    """2-D 'valid' correlation of an [H, W] image with the separable window g x g."""
-    from scipy.ndimage import correlate1d
-
-    k = len(g)
-    r = (k - 1) // 2
-    out = correlate1d(img, g, axis=0, mode="constant")
-    out = correlate1d(out, g, axis=1, mode="constant")
-    return out[r:img.shape[0] - (k - 1 - r), r:img.shape[1] - (k - 1 - r)]
-
-
-def ssim(a, b, data_range=255.0, size=FILTER_SIZE, sigma=FILTER_SIGMA, k1=K1, k2=K2):
-    """Mean SSIM of Wang et al. over the 'valid' window positions ([H, W] or [H, W, C] images).
-
-    A multi-channel image gives the mean of the per-channel SSIMs (as ``tf.image.ssim`` and
-    scikit-image do). Images smaller than the window cannot be scored.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"ssim needs images of one shape, got {a.shape} and {b.shape}")
-    if a.ndim == 3:
-        return float(np.mean([ssim(a[..., c], b[..., c], data_range, size, sigma, k1, k2)
-                              for c in range(a.shape[-1])]))
-    if a.ndim != 2 or min(a.shape) < size:
-        raise ValueError(f"ssim needs [H, W] images of at least {size}x{size}, got {a.shape}")
-    g = gaussian_window(size, sigma)
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
-    var_a = _filter_valid(a * a, g) - mu_a ** 2
-    var_b = _filter_valid(b * b, g) - mu_b ** 2
-    cov = _filter_valid(a * b, g) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)
-    return float(np.mean(num / den))
+def ssim(a, b, data_range=255.0):
+    """Mean SSIM of Wang et al. over the 'valid' window positions ([H, W] or [H, W, C] images;
+    the mean of the per-channel SSIMs for several, as ``tf.image.ssim`` and scikit-image).
+    Images smaller than the window cannot be scored."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim not in (2, 3):
+        raise ValueError(f"ssim needs [H, W] or [H, W, C] images of one shape, got {a.shape} "
+                         f"and {b.shape}")
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    return float(np.mean(channel_ssim_float64(a[None], b[None], data_range)))
 
 
 def crop_border(img, n):
@@ -99,14 +75,39 @@ def crop_border(img, n):
 
 def whole_image_scores(output, clean, protocol, border=0):
     """(psnr, ssim) of one whole output against its clean image under ``y`` or ``rgb``."""
-    output, clean = to_uint8(output), np.asarray(clean).astype(np.uint8)
-    if protocol == "y":
-        a, b = crop_border(rgb_to_y(output), border), crop_border(rgb_to_y(clean), border)
-    elif protocol == "rgb":
-        a, b = crop_border(output, border), crop_border(clean, border)
-    else:
-        raise ValueError(f"whole-image protocols are y and rgb, not {protocol!r}")
-    return psnr(a, b), ssim(a, b)
+    return score_whole_images([output], clean, [protocol], border)[protocol][0]
+
+
+# what each whole-image protocol scores: the 8-bit RGB values, or MATLAB's rounded Y
+_PLANES = {"rgb": lambda rgb: rgb.astype(np.float64), "y": lambda rgb: rgb_to_y(rgb)[..., None]}
+
+
+def score_whole_images(outputs, clean, protocols, border=0):
+    """{protocol: [(psnr, ssim) of each output]} of whole outputs (e.g. the model's and the
+    rainy input) against one clean image, under the whole-image ``protocols`` (``y``, ``rgb``).
+
+    Each output is scored as its 8-bit image; every protocol's planes of every output go through
+    one SSIM call (``metrics.channel_ssim_float64``), so a test image costs one compiled pass.
+    """
+    unknown = [p for p in protocols if p not in _PLANES]
+    if unknown:
+        raise ValueError(f"whole-image protocols are y and rgb, not {unknown[0]!r}")
+
+    def planes(image):
+        rgb = to_uint8(image)
+        return [crop_border(_PLANES[p](rgb), border) for p in protocols]
+
+    ref = planes(np.asarray(clean).astype(np.uint8))
+    scored = [planes(o) for o in outputs]
+    stacked = np.stack([np.concatenate(o, axis=-1) for o in scored])
+    ssims = channel_ssim_float64(stacked, np.broadcast_to(np.concatenate(ref, -1), stacked.shape))
+    scores, first = {}, 0
+    for j, p in enumerate(protocols):
+        channels = slice(first, first + ref[j].shape[-1])
+        scores[p] = [(psnr(o[j], ref[j]), float(np.mean(ssims[i, channels])))
+                     for i, o in enumerate(scored)]
+        first = channels.stop
+    return scores
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 
 from menet_tf.errors import DataError, MenetError
 from menet_tf.evaluation.protocols import (
-    DESCRIPTIONS, PROTOCOLS, authors_protocol, to_uint8, whole_image_scores)
+    DESCRIPTIONS, PROTOCOLS, authors_protocol, score_whole_images, to_uint8)
 from menet_tf import interrupts
 from menet_tf.files import write_all
 
@@ -246,9 +246,9 @@ def _score_whole_images(derainer, pairs, rows, whole, border, mode, images_dir, 
         derained = derainer.derain(rainy.astype(np.float32), mode=mode)
         if i > 0:
             seconds.append(time.perf_counter() - start)
-        for protocol in whole:
-            for prefix, image in (("", derained), ("input_", rainy)):
-                p, s = whole_image_scores(image, clean, protocol, border)
+        scores = score_whole_images([derained, rainy], clean, whole, border) if whole else {}
+        for protocol, pairs_scored in scores.items():
+            for prefix, (p, s) in zip(("", "input_"), pairs_scored):
                 rows[i][f"{protocol}_{prefix}psnr"] = p
                 rows[i][f"{protocol}_{prefix}ssim"] = s
         if images_dir and i < save_images:

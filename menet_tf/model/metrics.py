@@ -11,9 +11,9 @@ float32 arithmetic (on the reference batch: 4e-8 relative off a float64 evaluati
 filter, against 3e-6 for ``tf.image.ssim``). Same definition otherwise: k1 0.01, k2 0.03, VALID
 filtering, mean over the map and the channels.
 
-Evaluation scores thousands of crops per run, outside any training step, so it uses
-``ssim_float64``: the same float64 SSIM with the blur compiled by XLA, several times faster
-again; training keeps ``ssim``.
+Evaluation scores thousands of crops and hundreds of whole images per run, outside any training
+step, so it uses ``ssim_float64`` and ``channel_ssim_float64``: the same float64 SSIM with the blur
+compiled by XLA, several times faster again; training keeps ``ssim``.
 
 The NumPy forms of the same two rules live here too (one home for PSNR and for the Gaussian
 window): the evaluation protocols and the synthetic set's report use them. TensorFlow is imported
@@ -109,18 +109,33 @@ def _shifted_blur(maps, size):
     return maps
 
 
+def _ssim_maps(a, b, max_val):
+    """SSIM at every VALID window position of [N, H, W, C] images: float64 [N, C, H-10, W-10]."""
+    import tensorflow as tf
+
+    x = tf.transpose(tf.cast(a, tf.float64), [0, 3, 1, 2])  # [N, C, H, W]
+    y = tf.transpose(tf.cast(b, tf.float64), [0, 3, 1, 2])
+    means = _shifted_blur(tf.stack([x, y, x * y, x * x + y * y]), FILTER_SIZE)
+    return _ssim_map(*tf.unstack(means), max_val)
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled_ssim(max_val):
     import tensorflow as tf
 
     @tf.function(jit_compile=True)  # one trace per batch shape (evaluation: one or two)
     def ssim64(a, b):
-        x = tf.transpose(tf.cast(a, tf.float64), [0, 3, 1, 2])  # [N, C, H, W]
-        y = tf.transpose(tf.cast(b, tf.float64), [0, 3, 1, 2])
-        means = _shifted_blur(tf.stack([x, y, x * y, x * x + y * y]), FILTER_SIZE)
-        return tf.reduce_mean(_ssim_map(*tf.unstack(means), max_val), axis=[1, 2, 3])
+        return tf.reduce_mean(_ssim_maps(a, b, max_val), axis=[1, 2, 3])
 
     return ssim64
+
+
+def _too_small(height, width):
+    if min(height, width) < FILTER_SIZE:
+        from menet_tf.errors import MenetError
+
+        raise MenetError(f"SSIM needs images of at least {FILTER_SIZE}x{FILTER_SIZE} pixels, "
+                         f"got {height}x{width}")
 
 
 def ssim_float64(a, b, max_val=255.0):
@@ -135,12 +150,48 @@ def ssim_float64(a, b, max_val=255.0):
     import tensorflow as tf
 
     a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
-    if any(d is not None and d < FILTER_SIZE for d in a.shape[1:3]):
-        from menet_tf.errors import MenetError
-
-        raise MenetError(f"SSIM needs images of at least {FILTER_SIZE}x{FILTER_SIZE} pixels, "
-                         f"got {a.shape[1]}x{a.shape[2]}")
+    _too_small(*(d if d is not None else FILTER_SIZE for d in a.shape[1:3]))
     return _compiled_ssim(float(max_val))(a, b)
+
+
+# whole images come in many sizes: each is zero-padded up to a multiple of this, so a test set
+# compiles once per padded size (Rain100L: two), and only the windows inside the image count
+SIZE_STEP = 32
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_image_ssim(max_val):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)  # one trace per padded size (and number of images)
+    def ssim64(a, b, height, width):
+        maps = _ssim_maps(a, b, max_val)  # positions past the image are computed, then dropped
+        rows = tf.range(tf.shape(maps)[2]) < height - FILTER_SIZE + 1
+        cols = tf.range(tf.shape(maps)[3]) < width - FILTER_SIZE + 1
+        inside = tf.cast(rows[:, None] & cols[None, :], tf.float64)
+        return tf.reduce_sum(maps * inside, axis=[2, 3]) / tf.reduce_sum(inside)
+
+    return ssim64
+
+
+def channel_ssim_float64(a, b, max_val=255.0):
+    """Mean SSIM of each channel of whole [N, H, W, C] images of one size: float64 [N, C], the
+    mean over the VALID window positions. The evaluation's whole-image SSIM: the maps of
+    ``ssim_float64`` on the images zero-padded to a multiple of ``SIZE_STEP``, the padding's
+    windows left out, so values agree with scikit-image to ~1e-15. All channels and images go
+    in one call: scoring an output and its rainy input under Y and RGB costs one pass."""
+    import tensorflow as tf
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"ssim needs [N, H, W, C] images of one shape, got {a.shape} and "
+                         f"{b.shape}")
+    height, width = a.shape[1:3]
+    _too_small(height, width)
+    pad = [(0, 0), (0, -height % SIZE_STEP), (0, -width % SIZE_STEP), (0, 0)]
+    return _compiled_image_ssim(float(max_val))(
+        np.pad(a, pad), np.pad(b, pad),
+        tf.constant(height, tf.int32), tf.constant(width, tf.int32)).numpy()
 
 
 def psnr(a, b, max_val=255.0):

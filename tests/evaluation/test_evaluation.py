@@ -12,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from menet_tf.evaluation.protocols import gaussian_window, psnr, rgb_to_y, ssim, whole_image_scores
+from menet_tf.evaluation.protocols import psnr, rgb_to_y, ssim, whole_image_scores
+from menet_tf.model.metrics import gaussian_1d as gaussian_window
 from menet_tf.evaluation.scoring import format_summary, write_results
 
 
@@ -67,6 +68,55 @@ def test_ssim_matches_scikit_image_matlab_style(channels):
                                      use_sample_covariance=False, data_range=255, **kw)
     assert ssim(clean, noisy) == pytest.approx(expected, abs=1e-10)
     assert 0.2 < expected < 0.99  # a real test: the images are neither equal nor unrelated
+
+
+@pytest.mark.parametrize("shape", [(11, 11), (31, 33, 3), (64, 96, 3), (70, 41)])
+def test_whole_image_ssim_ignores_its_padding(shape):
+    """The compiled whole-image SSIM pads to a multiple of 32: its padding never counts, at
+    sizes just under, on and past the multiple, down to one window."""
+    from skimage.metrics import structural_similarity
+
+    clean, noisy = _images(seed=len(shape), shape=shape)
+    kw = {"channel_axis": -1} if len(shape) == 3 else {}
+    expected = structural_similarity(clean.astype(np.float64), noisy.astype(np.float64),
+                                     gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=255, **kw)
+    assert ssim(clean, noisy) == pytest.approx(expected, abs=1e-12)
+
+
+def test_several_outputs_and_protocols_scored_in_one_pass_as_alone():
+    """evaluate scores the output and the rainy input under Y and RGB in one SSIM call: each
+    score must be the one scikit-image gives that image and protocol alone."""
+    from skimage.metrics import structural_similarity
+
+    from menet_tf.evaluation.protocols import score_whole_images
+
+    clean, noisy = _images(seed=7, shape=(45, 70, 3))
+    _, noisier = _images(seed=8, shape=(45, 70, 3))
+    scores = score_whole_images([noisy, noisier.astype(np.float32)], clean, ["y", "rgb"], 2)
+
+    def expected(image, protocol):
+        a, b = (rgb_to_y(image), rgb_to_y(clean)) if protocol == "y" else (image, clean)
+        a, b = a[2:-2, 2:-2].astype(np.float64), b[2:-2, 2:-2].astype(np.float64)
+        kw = {"channel_axis": -1} if protocol == "rgb" else {}
+        return psnr(a, b), structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                                 use_sample_covariance=False, data_range=255,
+                                                 **kw)
+
+    for protocol in ("y", "rgb"):
+        for got, image in zip(scores[protocol], (noisy, noisier)):
+            assert got == pytest.approx(expected(image, protocol), abs=1e-12)
+    assert scores["y"][0] != scores["y"][1] and scores["y"][0] != scores["rgb"][0]
+
+
+def test_whole_images_of_one_padded_size_compile_once():
+    from menet_tf.model.metrics import _compiled_image_ssim
+
+    compiled = _compiled_image_ssim(255.0)
+    before = compiled.experimental_get_tracing_count()
+    for shape in [(300, 330, 3), (310, 321, 3), (320, 352, 3)]:  # all pad to 320x352
+        ssim(*_images(shape=shape))
+    assert compiled.experimental_get_tracing_count() - before <= 1
 
 
 def test_ssim_rgb_matches_tf_image_ssim():
