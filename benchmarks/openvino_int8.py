@@ -1,4 +1,4 @@
-"""Is OpenVINO faster than TensorFlow here, and does int8 cost more than 0.1 dB? (issue 16.2-3)
+"""Is OpenVINO faster than TensorFlow here, and does int8 cost more than 0.1 dB? (docs/speed.md)
 
 Two parts, each timed interleaved in one process (A, B, A, B, ...) so every variant sees the
 same machine, with the bundled model (MENET-GB trained on RainTrainL):

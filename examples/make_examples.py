@@ -20,9 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # astronaut, chelsea, coffee, rocket, stereo_motorcycle; the motorcycle (Middlebury, no stated
 # licence) is not used.
 CHOSEN = (
-    ("light", 1, "chelsea", "cat.png", True),
-    ("light", 2, "coffee", "coffee.jpg", False),
-    ("light", 3, "rocket", "rocket.jpg", False),
+    ("light-0.2", 1, "chelsea", "cat.png", True),
+    ("light-0.2", 2, "coffee", "coffee.jpg", False),
+    ("light-0.2", 3, "rocket", "rocket.jpg", False),
     ("heavy", 5, "astronaut", "astronaut-heavy.jpg", False),
 )
 SYNTH = "synth --preset {preset} --count 0 --test-count 5 --seed 0 -o {out}"

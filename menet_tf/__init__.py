@@ -21,7 +21,10 @@ The package, by concern (each imports only what is listed below it, never upward
     data/        paired-image discovery, the five-crop pipeline, synthetic rain
     authors/     the authors' TF1 checkpoints and released graphs
     bundled/     the trained models that ship in the package
-    config, errors, files, machine: small shared basics
+    config, errors, files, interrupts, locks, machine, precisions, progress, tf_logging:
+                 small shared basics (configurations, errors, atomic writes, SIGINT/SIGTERM as a
+                 flag, one process per folder, what a result ran on, the precision vocabulary,
+                 progress bars, TensorFlow's C++ lines)
 
 Names are imported on first use, so ``import menet_tf`` (and ``menet-tf --help``) does not
 pay for importing TensorFlow. Models saved by menet-tf still load with a plain
@@ -58,7 +61,8 @@ _EXPORTS = {
     "evaluate": "menet_tf.evaluation.scoring",
 }
 _SUBPACKAGES = ("authors", "bench", "bundled", "cli", "compare", "config", "data", "errors",
-                "evaluation", "files", "infer", "machine", "model", "publish", "serve", "train")
+                "evaluation", "files", "infer", "interrupts", "locks", "machine", "model",
+                "precisions", "progress", "publish", "serve", "tf_logging", "train")
 
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 

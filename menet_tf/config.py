@@ -10,10 +10,11 @@ import json
 import os
 from typing import Dict, Optional, Tuple, Union
 
+from menet_tf import precisions
 from menet_tf.errors import ConfigError
 from menet_tf.files import write_json
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = precisions.NAMES  # fp32, bf16, fp16 (menet_tf.precisions)
 
 
 @dataclasses.dataclass
@@ -56,10 +57,17 @@ class TrainConfig:
     epochs: int = 100
     crop_size: int = 224
     jit_compile: Union[bool, str] = "auto"  # XLA: "auto" = on with a GPU, off on a CPU
-    # Keras dtype policy of the network; losses, Gram matrices, GB norms and weights stay float32.
-    precision: str = "float32"  # "float32", "mixed_bfloat16", "mixed_float16" (loss-scaled)
+    # "fp32", "bf16", "fp16" (loss-scaled): mixed precision, the network's layers compute in
+    # the half type; variables, losses, Gram matrices and GB norms stay float32. The 0.1/0.2
+    # policy names ("mixed_bfloat16", ...) of older config.json files are read as these.
+    precision: str = "fp32"
     # With several replicas: batch-norm moments all-reduced over the global batch (else per replica).
     sync_batch_norm: bool = False
+
+    def __setattr__(self, name, value):
+        if name == "precision":  # one spelling, however it was given (a file, code, the CLI)
+            value = precisions.canonical(value)
+        object.__setattr__(self, name, value)
 
 
 @dataclasses.dataclass
@@ -97,7 +105,10 @@ def _from_dict(cls, data, where):
         elif key == "tasks":
             value = tuple(value)
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 _NESTED = {

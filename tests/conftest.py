@@ -83,10 +83,13 @@ def _counted(tiers):
     return f"{len(tiers)}: {', '.join(sorted(set(tiers)))}"
 
 
+@pytest.hookimpl(trylast=True)  # after --durations: the last lines before the counts
 def pytest_terminal_summary(terminalreporter):
     """One line for the tests skipped for want of ../shared (which groups, how many, where),
     one line per other reason; instead of a row of silent `s`."""
     shared, other = _grouped_skips(terminalreporter.stats.get("skipped", []))
+    if not shared and not other:
+        terminalreporter.write_line("no test skipped")
     if shared:
         total = sum(len(t) for t in shared.values())
         groups = "; ".join(f"{what}, not at {SHARED[what][0]} ({_counted(tiers)})"

@@ -71,3 +71,12 @@ def make_rainy_subfolder(root, n=3):
         save(os.path.join(root, "rainy", f"rain-{i:03d}.png"), r)
         save(os.path.join(root, f"norain-{i:03d}.png"), clean_of(r))
     return str(root)
+
+
+def synthetic_set(tmp_path_factory, name, preset="light", **settings):
+    """A tiny synthetic data root (train/ and test/) made once per module: tmp/<name>/data."""
+    from menet_tf.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp(name) / "data"
+    synthesize(str(root), preset=preset, progress=False, **settings)
+    return root

@@ -6,10 +6,14 @@ met the problem (the model it loaded, the run it started) is not part of the err
 stderr here, as not menet-tf's message: TensorFlow's C++ start-up lines, argparse's usage block
 (printed above its one `error:` line) and progress bars.
 """
+import contextlib
 import os
+import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 # Lines TensorFlow's C++ runtime prints at start-up (absl logging), not menet-tf's output.
 TF_STARTUP = ("I0000", "W0000", "E0000", "WARNING: All log messages")
@@ -19,12 +23,33 @@ TF_STARTUP = ("I0000", "W0000", "E0000", "WARNING: All log messages")
 PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
-def run_cli(args, cwd=None, timeout=300):
-    """(exit status, stdout, stderr) of `menet-tf ARGS` run in a subprocess."""
+def run_cli(args, cwd=None, timeout=300, unprivileged=False):
+    """(exit status, stdout, stderr) of `menet-tf ARGS` run in a subprocess; ``unprivileged``:
+    as the user nobody when this process is root (whom chmod does not stop), see
+    ``open_scratch``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    done = subprocess.run([sys.executable, "-m", "menet_tf", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    prefix = []
+    if unprivileged and os.geteuid() == 0:
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        env["HOME"] = tempfile.gettempdir()  # nobody's own home does not exist
+    done = subprocess.run([*prefix, sys.executable, "-m", "menet_tf", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
+
+
+@contextlib.contextmanager
+def open_scratch():
+    """A fresh folder that any user may read and enter (pytest's tmp_path is root's alone), for
+    files a command run as nobody must read; removed afterwards."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="menet-unprivileged-"))
+    try:
+        folder.chmod(0o755)
+        yield folder
+    finally:
+        for path in folder.rglob("*"):
+            if path.is_dir():
+                path.chmod(0o700)
+        shutil.rmtree(folder)
 
 
 def own_lines(stderr):

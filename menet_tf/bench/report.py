@@ -3,15 +3,17 @@ behind them, and the lines that place them) and writes (every figure as JSON).""
 import os
 
 from menet_tf import files
-from menet_tf.bench.speed import GB_OVER_MSE_GOAL
+from menet_tf.bench.goals import GB_OVER_MSE_GOAL
+from menet_tf.bench.keys import keys_of
 from menet_tf.infer.precision import PRECISIONS as PEAK_PRECISIONS
 
+# role (menet_tf.bench.keys), label, unit, factor
 ROWS = (
-    ("train_b20", "training step, batch {train_batch} of {train_size}", "s/step", 1),
-    ("train_logs_b20", "  same, authors' step also logging SSIM", "s/step", 1),
-    ("train_mse_b20", "  same, MSE-only model", "s/step", 1),
-    ("infer_b1", "inference, {infer_size}x{infer_size}, batch 1", "ms/img", 1000),
-    ("infer_b20", "inference, {infer_size}x{infer_size}, batch {infer_batch}", "ms/img", 1000),
+    ("train", "training step, batch {train_batch} of {train_size}", "s/step", 1),
+    ("train_logs", "  same, authors' step also logging SSIM", "s/step", 1),
+    ("train_mse", "  same, MSE-only model", "s/step", 1),
+    ("infer_one", "inference, {infer_size}x{infer_size}, batch 1", "ms/img", 1000),
+    ("infer_batch", "inference, {infer_size}x{infer_size}, batch {infer_batch}", "ms/img", 1000),
     ("infer_large", "inference, one {large_w}x{large_h} image (padded)", "ms/img", 1000),
 )
 
@@ -59,10 +61,12 @@ def _table(result):
         head[2:2] = [ROOFLINE_HEAD]
         head[4:4] = [ROOFLINE_HEAD]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label, unit, factor in ROWS:
-        port_key = "train_b20" if key == "train_logs_b20" else key
+    keys = keys_of(st)
+    for role, label, unit, factor in ROWS:
+        key = keys[role]
+        port_key = keys["train"] if role == "train_logs" else key
         port = result["port"].get(port_key)
-        if key == "train_logs_b20" and key not in theirs:
+        if role == "train_logs" and key not in theirs:
             continue
         if port is None:
             continue
@@ -126,7 +130,8 @@ def _context(result):
     text.append(
         f"machine: {m['device']}, {cpu['model']}, {cpu['logical_cpus']} logical CPUs,"
         f" AVX-512 {'yes' if cpu['avx512'] else 'no'} (bf16 {'yes' if cpu['avx512_bf16'] else 'no'}),"
-        f" AMX {'yes' if cpu['amx'] else 'no'}; TensorFlow {m['tensorflow']}, Keras {m['keras']};"
+        f" AMX {'yes' if cpu['amx'] else 'no'}; TensorFlow {m['versions']['tensorflow']},"
+        f" Keras {m['versions']['keras']};"
         f" oneDNN {'on' if m.get('onednn') else 'off'}; XLA {'on' if st['jit_compile'] else 'off'},"
         f" {st['precision']}{openvino},"
         f" conv gradients {st.get('conv_gradient', 'native')};"
@@ -143,11 +148,12 @@ def _context(result):
 def _flops_lines(roofline, st):
     """What the GFLOP/s columns divide: the FLOPs counted from the model's traced graphs."""
     flops = roofline["flops"]
+    train = keys_of(st)["train"]
     text = [f"FLOPs (dense: convolutions, 2 per multiply-add, counted from the traced graph):"
             f" {roofline['forward_224_flops'] / 1e9:.2f} GFLOP per 224x224 forward pass"]
-    if "train_b20" in flops:
+    if train in flops:
         t = st["training"]
-        step = flops["train_b20"]["dense"]
+        step = flops[train]["dense"]
         forward = flops["forward_train_batch"]["dense"]
         text[-1] += (f", {step / 1e9:.0f} GFLOP per MENET-GB training step (batch {t['batch']}"
                      f" of {t['size']}x{t['size']}; {step / forward:.2f}x its forward pass)")

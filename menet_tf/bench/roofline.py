@@ -126,3 +126,54 @@ def share(gflops, peaks, precision, key="peak_gflops"):
     if peak is None or gflops is None or not peak.get(key):
         return None
     return gflops / peak[key]
+
+
+def of_timings(result, models, sizes, repeats, warmup):
+    """The roofline of a bench run: the practical peaks (measured now, after the network's
+    timings, under the same load), the FLOPs of every timed computation, and each timing's
+    GFLOP/s and share of the peak of the precision it ran in."""
+    from menet_tf.bench import flops
+    from menet_tf.bench.keys import keys_of
+    from menet_tf.infer.tiling import round_up
+
+    peaks = measure_peaks(quick=sizes.quick, repeats=max(3, min(repeats, 5)), warmup=1)
+    key = keys_of(result["settings"])
+    gb, s = models["gb"], sizes.infer_size
+    m = models["multiple"]
+    large = (round_up(sizes.large[0], m), round_up(sizes.large[1], m))
+    counted = {
+        key["infer_one"]: flops.forward_flops(gb, 1, s, s),
+        key["infer_batch"]: flops.forward_flops(gb, sizes.infer_batch, s, s),
+        key["infer_large"]: flops.forward_flops(gb, 1, *large),
+    }
+    if "train_gb" in models:
+        b, t = sizes.train_batch, sizes.train_size
+        counted[key["train"]] = flops.train_step_flops(models["train_gb"], b, t, t)
+        counted[key["train_mse"]] = flops.train_step_flops(models["train_mse"], b, t, t)
+        counted["forward_train_batch"] = flops.forward_flops(gb, b, t, t)
+    port_precision = result["settings"]["precision"]
+    rows = {}
+    for name, figure in result["port"].items():
+        rows[name] = {"port": achieved(counted[name]["dense"], figure, peaks, port_precision)}
+    for name, figure in (result.get("authors_graph") or {}).items():
+        # The authors' graph computes the same network (inference: the same convolutions);
+        # their training step is counted with the port's step, whose losses differ slightly.
+        count = counted[key["train"] if name == key["train_logs"] else name]["dense"]
+        rows.setdefault(name, {})["authors"] = achieved(count, figure, peaks, "fp32")
+    forward_224 = flops.forward_flops(gb, 1, 224, 224)["dense"]
+    return {"peaks": peaks, "flops": counted, "rows": rows,
+            "forward_224_flops": forward_224,
+            "flops_rule": "dense FLOPs (convolutions and matrix products, 2 per multiply-add)"
+                          " of the executed ops of the traced graph (menet_tf.bench.flops)",
+            "authors_flops_rule": "inference: the port's count (the same network); training:"
+                                  " the port's MENET-GB step (their losses differ slightly)"}
+
+
+def achieved(flop_count, figure, peaks, precision):
+    """GFLOP/s of one timing (median wall and CPU seconds per call) and its share of
+    ``precision``'s peak."""
+    gflops = flop_count / figure["median_s"] / 1e9
+    cpu = flop_count / figure["cpu_median_s"] / 1e9 if figure["cpu_median_s"] > 0 else None
+    return {"flops_per_call": int(flop_count), "gflops": gflops, "gflops_per_cpu_second": cpu,
+            "precision": precision, "share_of_peak": share(gflops, peaks, precision),
+            "share_of_peak_cpu": share(cpu, peaks, precision, "peak_gflops_per_cpu_second")}

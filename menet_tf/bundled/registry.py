@@ -73,16 +73,37 @@ def default_name():
     return name
 
 
+#: The kinds of rain a bundled model can be for; each is also a name: ``--model heavy``.
+RAINS = ("light", "heavy")
+
+
+def rain_names(reg=None):
+    """{rain: bundled name} from the entries' ``rain`` fields: ``--model light|heavy``."""
+    models = (reg or load_registry())["models"]
+    return {e["rain"]: name for name, e in sorted(models.items()) if e.get("rain") in RAINS}
+
+
+def resolve(name):
+    """A bundled name for ``name``: itself, or the model a rain word (light, heavy) names."""
+    reg = load_registry()
+    if name in reg["models"]:
+        return name
+    return rain_names(reg).get(name, name)
+
+
 def entry(name):
-    """The registry entry of ``name``, a bundled model."""
+    """The registry entry of ``name``, a bundled model or a rain word (light, heavy)."""
     models = load_registry()["models"]
-    if name not in models:
-        raise MenetError(f"{name}: no bundled model of that name (bundled: {names_text()})")
-    return models[name]
+    found = resolve(name)
+    if found not in models:
+        words = ", ".join(rain_names()) or "none"
+        raise MenetError(f"{name}: no bundled model of that name (bundled: {names_text()}; "
+                         f"rain words: {words})")
+    return models[found]
 
 
 def is_bundled_name(text):
-    return isinstance(text, str) and text in load_registry()["models"]
+    return isinstance(text, str) and resolve(text) in load_registry()["models"]
 
 
 def sha256_of(path):
@@ -96,6 +117,7 @@ def sha256_of(path):
 def weights_path(name, verify=True):
     """The path of ``name``'s weights file, checked (size, then sha256) against the registry."""
     record = entry(name)
+    name = record["name"]
     path = os.path.join(folder(), record["file"])
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: the weights of bundled model {name} are missing; "

@@ -4,9 +4,6 @@ import os
 
 from menet_tf.cli import options
 
-# The old --precision values (training policies), still taken for one release.
-OLD_PRECISIONS = {"float32": "fp32", "mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
-
 DESCRIPTION = """\
 Time menet-tf on this machine: inference seconds per image (224x224 at batch 1 and 20, one
 481x321 image), training seconds per step (batch 20 of 224x224, MENET-GB and the MSE-only
@@ -19,8 +16,8 @@ The roofline: the same run measures this machine's practical peak in each precis
 model's traced graph: forward pass, or training step with its backward pass and losses) and
 its share of the peak of the precision it ran in.
 
---precision sets the port's inference precision and its training step's (bf16: the
-mixed_bfloat16 policy); --backend openvino runs the port's inference through OpenVINO. The
+--precision sets the port's inference precision and its training step's (bf16: mixed
+precision, variables float32, as `menet-tf train --precision bf16`); --backend openvino runs the port's inference through OpenVINO. The
 authors' graph is always float32.
 
 With --authors DIR (a folder of the authors' released .meta graphs) the authors' MENET-GB graph
@@ -61,8 +58,7 @@ def register(sub):
     options.add_jit_compile(p, default="auto",
                             help="XLA for the port's training step and inference (default: auto ="
                             " the library default on this device)")
-    options.add_precision(p)
-    _take_old_precisions(p)
+    options.add_precision(p)  # also takes the old float32/mixed_* spellings, with a notice
     options.add_backend(p)
     p.add_argument("--conv-gradient", default="auto", choices=("auto", "native", "convolution"),
                    help="how the port differentiates its convolutions: TensorFlow's backprop"
@@ -79,20 +75,6 @@ def register(sub):
                    help="skip the practical peaks and the GFLOP/s columns")
     options.add_quiet(p, old=("--no-progress",))
     p.set_defaults(func=run)
-
-
-def _take_old_precisions(parser):
-    """--precision also takes its old values (float32, mixed_bfloat16, mixed_float16) and says
-    the new one; the help lists only the new."""
-    action = next(a for a in parser._actions if a.dest == "precision")
-
-    def precision(text):
-        if text in OLD_PRECISIONS:
-            options.deprecated(f"--precision {text}", f"--precision {OLD_PRECISIONS[text]}")
-            return OLD_PRECISIONS[text]
-        return text
-
-    action.type = precision
 
 
 def _command(args):

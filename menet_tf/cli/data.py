@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from menet_tf.cli import options
+
 
 FORMAT = argparse.RawDescriptionHelpFormatter
 
@@ -78,29 +80,53 @@ def _register_bench(data_sub):
 
 def _register_synth(subparsers):
     synth = subparsers.add_parser(
-        "synth", help="generate a synthetic Rain100H/L-like set (offline)",
+        "synth", help="render synthetic Rain100H/L-like rain on clean images (offline)",
         formatter_class=FORMAT,
-        description="Make rainy/clean pairs from clean photos with synthetic streaks (sparse\n"
-                    "noise blurred along a direction, added to the image). Writes OUT/train and\n"
-                    "OUT/test in the JORDER layout (norain-N.png, rain-N.png, rainstreak-N.png)\n"
-                    "and OUT/synth.json. Default photos ship with scikit-image (no download).\n"
-                    "Same seed, same files.")
-    synth.add_argument("--preset", choices=("heavy", "light"), default="heavy",
-                       help="heavy: several directions, dense, long, bright (like Rain100H); "
-                            "light: one direction, sparse (like Rain100L). Default: heavy")
+        description="Render rainy/clean pairs: streak layers (drops smeared along near-vertical\n"
+                    "directions) and a veil, added to clean images. Writes OUT/train and OUT/test\n"
+                    "in the JORDER layout (norain-N.png, rain-N.png, rainstreak-N.png) and\n"
+                    "OUT/synth.json (renderer version, every parameter). Same seed, same files.\n"
+                    "Clean images: the photos that ship with scikit-image (default: 40 train and\n"
+                    "10 test crops), or your own with --clean-dir (each used as is, --variants\n"
+                    "rains per image, like RainTrainH's 200 backgrounds x 9) and --test-clean-dir\n"
+                    "for the test split. The presets heavy and light are calibrated against\n"
+                    "Rain100H and Rain100L (docs/rain.md); heavy-0.2 and light-0.2 are\n"
+                    "menet-tf 0.2's.")
+    from menet_tf.data.rain import PRESETS
+
+    synth.add_argument("--preset", choices=tuple(PRESETS), default="heavy",
+                       help="heavy: dense thin near-vertical streaks in five directions over a "
+                            "veil (like Rain100H); light: one sparse direction (like Rain100L); "
+                            "heavy-0.2/light-0.2: menet-tf 0.2's presets. Default: heavy")
     synth.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    synth.add_argument("--count", type=int, default=40, metavar="N",
-                       help="training pairs (default: 40)")
-    synth.add_argument("--test-count", type=int, default=10, metavar="N",
-                       help="test pairs (default: 10)")
     synth.add_argument("--clean-dir", metavar="DIR",
-                       help="folder of your own clean images (default: scikit-image photos)")
-    synth.add_argument("--size", default="mixed",
+                       help="folder of clean training images, each used as is (default: "
+                            "scikit-image photos)")
+    synth.add_argument("--variants", type=int, default=1, metavar="N",
+                       help="different rains per clean training image (default: 1; "
+                            "RainTrainH: 9)")
+    synth.add_argument("--test-clean-dir", metavar="DIR",
+                       help="folder of clean test images (default with --clean-dir: no test "
+                            "split)")
+    synth.add_argument("--test-variants", type=int, default=1, metavar="N",
+                       help="different rains per clean test image (default: 1)")
+    synth.add_argument("--count", type=int, metavar="N",
+                       help="clean training images to use (default: 40 photos, or all of "
+                            "--clean-dir)")
+    synth.add_argument("--test-count", type=int, metavar="N",
+                       help="clean test images to use (default: 10 photos, or all of "
+                            "--test-clean-dir)")
+    synth.add_argument("--size", default=None,
                        help="WIDTHxHEIGHT of each image, 'mixed' (481x321 and 321x481 like "
-                            "Rain100) or 'native' (photo size); default: mixed")
+                            "Rain100; default for the photos) or 'native' (as is; default with "
+                            "--clean-dir)")
     synth.add_argument("--blend", choices=("additive", "screen"), default="additive",
                        help="O = B + R (additive, default) or O = 1-(1-B)(1-R) (screen)")
+    synth.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="worker processes (default: 1; the files do not depend on it)")
+    synth.add_argument("--force", action="store_true",
+                       help="replace a set synth wrote in --out before (never other files)")
     synth.set_defaults(func=_synth)
 
 
@@ -214,11 +240,15 @@ def _synth(args):
 
     summary = synthesize(args.out, preset=args.preset, seed=args.seed, count=args.count,
                          test_count=args.test_count, clean_dir=args.clean_dir, size=args.size,
-                         blend=args.blend, progress=True)
+                         blend=args.blend, progress=True, variants=args.variants,
+                         test_clean_dir=args.test_clean_dir, test_variants=args.test_variants,
+                         force=args.force, jobs=args.jobs)
     for split, folder in summary["folders"].items():
         n = summary["count"] if split == "train" else summary["test_count"]
         print(f"{split}: {n} pairs in {folder} (mean input PSNR "
               f"{summary['input_psnr_db'][split]:.2f} dB)")
+    if "test" not in summary["folders"]:
+        print("test: none (pass --test-clean-dir DIR for a test split)")
     print(f"settings: {os.path.join(args.out, 'synth.json')}")
     sys.stdout.flush()
     return 0

@@ -14,7 +14,8 @@ Y scores run about 1.5 dB above RGB scores for the same outputs; compare only li
 
 writes OUT/metrics.csv (per image: every protocol's PSNR/SSIM of the output and of the rainy
 input) and OUT/summary.json (per protocol its mean psnr/ssim and description, model, the
-folder scored and its split, precision and backend, seconds per image, device). A data
+folder scored and its split, precision and backend, seconds per image, device, and the
+versions and CPU under "environment", the keys of a run's run.json). A data
 root's test/ is scored; a root without test/ has its val/ scored, reported as the validation
 split. --precision bf16 runs the network in bfloat16 (docs/speed.md: on Rain100L within
 0.01 dB of fp32 under every protocol).
@@ -28,11 +29,8 @@ def register(sub):
         description="Score a de-raining model on a test set of rainy/clean pairs under the "
                     "paper's protocol and the whole-image protocols of later papers.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", nargs="?", metavar="MODEL",
-                   help="a bundled model's name (`menet-tf models`), run folder (its "
-                        "model.keras), .keras file, the authors' TF1 checkpoint prefix or folder, or "
-                        "an exported SavedModel")
-    p.add_argument("--model", metavar="SOURCE", help="the model source, as MODEL")
+    p.add_argument("source", nargs="?", metavar="MODEL", help=options.MODEL_SOURCE_HELP)
+    options.add_model(p, required=False, help="the model source, as MODEL")
     options.add_model_name(p)
     p.add_argument("--data", required=True, metavar="DIR",
                    help="test set with rainy and clean images (any supported layout), or a data "

@@ -46,7 +46,17 @@ def _register_add(actions):
     add.add_argument("--default", action="store_true",
                      help="make it the default model (the first model added always is)")
     add.add_argument("--heavy-count", type=int, default=10, metavar="N",
-                     help="synthetic heavy-rain test images to score it on (10; 0: none)")
+                     help="synthetic heavy-rain test images to score it on when --heavy-data "
+                          "is not given (10; 0: none)")
+    add.add_argument("--heavy-data", metavar="DIR", default=None,
+                     help="a heavy-rain data root (make data-heavy) whose test/ it is scored on "
+                          "under the three protocols")
+    add.add_argument("--train-data", metavar="DIR", default=None,
+                     help="the data root it was trained on, when not --data (train/ describes "
+                          "the training)")
+    add.add_argument("--rain", choices=("light", "heavy"), default=None,
+                     help="the rain it is for: --model light|heavy then names it (taken from "
+                          "the model that had the word)")
     add.add_argument("--work", metavar="DIR", default=None,
                      help="a new folder to keep the evaluation outputs in (default: a "
                           "temporary folder, deleted)")
@@ -61,7 +71,8 @@ def _summary_line(name, entry, default):
 
     t, s = entry["training"], entry["scores"]
     mark = " *" if name == default else "  "
-    return (f"{name}{mark}  {network_words(entry)}  trained on {t['data']} "
+    rain = f"[{entry['rain']} rain] " if entry.get("rain") else ""
+    return (f"{name}{mark}  {rain}{network_words(entry)}  trained on {t['data']} "
             f"({t['pairs']} pairs), {t['epochs']} epochs  {s['data']} PSNR: authors "
             f"{s['authors']['psnr']:.2f}, y {s['y']['psnr']:.2f}, rgb {s['rgb']['psnr']:.2f} dB")
 
@@ -77,6 +88,11 @@ def list_models(args):
         return 0
     print("* the default (menet-tf derain without --model); menet-tf models show NAME prints "
           "a model's card")
+    words = registry.rain_names(reg)
+    if words:
+        print("which for which rain: " + "; ".join(
+            f"--model {rain} ({name})" for rain, name in words.items())
+              + ". Light drizzle and thin streaks: light; dense streaks over a misty veil: heavy")
     return 0
 
 
@@ -92,7 +108,8 @@ def add_model(args):
 
     entry = add(args.source, args.name, args.data, default=args.default,
                 heavy_count=args.heavy_count, model_name=args.model_name, work=args.work,
-                progress=not args.quiet)
+                progress=not args.quiet, rain=args.rain, train_data=args.train_data,
+                heavy_data=args.heavy_data)
     s, h = entry["scores"], entry["heavy"]
     print(f"bundled {entry['name']}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256']}")
     for protocol in ("authors", "y", "rgb"):
@@ -100,7 +117,7 @@ def add_model(args):
               f"{s[protocol]['ssim']:.4f}   rainy input {s[protocol]['input_psnr']:.4f} / "
               f"{s[protocol]['input_ssim']:.4f}")
     if h:
-        print(f"  synthetic heavy ({h['images']} images) y {h['y']['psnr']:.4f} dB, rgb "
+        print(f"  heavy: {h['data']} ({h['images']} images) y {h['y']['psnr']:.4f} dB, rgb "
               f"{h['rgb']['psnr']:.4f} dB   rainy input y {h['y']['input_psnr']:.4f}, rgb "
               f"{h['rgb']['input_psnr']:.4f}")
     return 0

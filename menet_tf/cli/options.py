@@ -2,7 +2,8 @@
 
 - ``-o/--out``: what the command writes (a folder, or a file where the command writes one).
 - ``--model``: a model *source*: a bundled model's name, run folder, ``.keras`` file, the
-  authors' TF1 checkpoint (prefix or folder) or an exported SavedModel folder.
+  authors' TF1 checkpoint (prefix or folder), an exported SavedModel folder or OpenVINO IR.
+- ``--precision {fp32,bf16,fp16}``: one vocabulary for every command (``menet_tf.precisions``).
 - ``--model-name``: a released configuration's name or alias (``MENET-GB``), where a source
   does not say which network it holds.
 - ``--jit-compile {auto,on,off}``: XLA. ``--quiet``: no progress bars.
@@ -13,13 +14,15 @@ import argparse
 import os
 import sys
 
+from menet_tf import precisions
+from menet_tf._compat import REMOVED_IN
 from menet_tf.errors import MenetError
 
-REMOVED_IN = "0.3"
 JIT_CHOICES = ("auto", "on", "off")
 MODEL_SOURCE_HELP = ("a bundled model's name (`menet-tf models`), run folder (its model.keras), "
-                     ".keras file, the authors' TF1 checkpoint prefix or folder, or an exported "
-                     "SavedModel folder")
+                     ".keras file, the authors' TF1 checkpoint prefix or folder, an exported "
+                     "SavedModel folder, or an OpenVINO IR (its .xml, or the folder `export "
+                     "--format openvino` wrote)")
 MODEL_NAME_HELP = ("released configuration name or alias (e.g. MENET-GB) of a TF1 checkpoint "
                    "whose folder does not say it")
 
@@ -63,8 +66,8 @@ def require(args, dest, flag):
         raise MenetError(f"{flag} is required")
 
 
-def add_model(parser, *, required=True, help=MODEL_SOURCE_HELP):
-    parser.add_argument("--model", required=required, metavar="SOURCE", help=help)
+def add_model(parser, *, required=True, help=MODEL_SOURCE_HELP, metavar="SOURCE"):
+    parser.add_argument("--model", required=required, metavar=metavar, help=help)
 
 
 def model_or_default(source, announce=True):
@@ -121,18 +124,30 @@ def add_quiet(parser, *, old=()):
         old_spelling(parser, flag, "quiet", "--quiet", const=True)
 
 
-# Inference precision and backend (derain, evaluate, export, bench, serve): one vocabulary,
-# resolved by menet_tf.infer.precision.
-PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+# Precision (train, derain, evaluate, export, bench, serve): one vocabulary, menet_tf.precisions.
+PRECISION_CHOICES = precisions.NAMES
 BACKEND_CHOICES = ("tensorflow", "openvino")
+INFERENCE_PRECISION_HELP = (
+    "inference precision (default fp32). bf16: weights cast once after batch norm is folded,"
+    " output float32; fast on CPUs with AVX512_BF16 or AMX, slower elsewhere (one line says so);"
+    " fp16 on GPUs. With --backend openvino: its precision hint")
 
 
-def add_precision(parser, *, choices=PRECISION_CHOICES):
-    parser.add_argument(
-        "--precision", choices=choices, default="fp32",
-        help="inference precision (default fp32). bf16: weights cast once after batch norm is"
-             " folded, output float32; fast on CPUs with AVX512_BF16 or AMX, slower elsewhere"
-             " (one line says so); fp16 on GPUs. With --backend openvino: its precision hint")
+def precision_value(text):
+    """An argparse ``type``: a 0.1/0.2 spelling (``mixed_bfloat16``, ...) becomes its new name,
+    with the one-line notice; anything else is left to ``choices``."""
+    if precisions.is_old_name(text):
+        new = precisions.OLD_NAMES[text]
+        deprecated(f"--precision {text}", f"--precision {new}")
+        return new
+    return text
+
+
+def add_precision(parser, *, choices=PRECISION_CHOICES, default="fp32",
+                  help=INFERENCE_PRECISION_HELP):
+    """``--precision {fp32,bf16,fp16}``; the old spellings are taken too (not listed)."""
+    parser.add_argument("--precision", choices=choices, default=default, type=precision_value,
+                        help=help)
 
 
 def add_backend(parser):

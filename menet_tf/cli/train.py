@@ -12,7 +12,6 @@ so the command works offline on a fresh machine.
 import argparse
 
 from menet_tf.cli import options
-from menet_tf.config import PRECISIONS  # light: no numpy, no TensorFlow (`menet-tf --help`)
 from menet_tf.train import DEFAULT_DATA
 from menet_tf.train.distribute import STRATEGIES
 
@@ -27,10 +26,17 @@ trains into runs/MENET-GB, --config my.json into runs/my.
 TensorBoard logs (every task loss and weight, objective, learning rate, PSNR/SSIM, per step and
 per epoch) go to OUT/tensorboard; view them with `tensorboard --logdir OUT/tensorboard`."""
 
+TRAIN_PRECISION_HELP = (
+    "compute precision (default: the configuration's, fp32). bf16/fp16 train in mixed precision:"
+    " the layers compute in bfloat16/float16, the variables, losses and optimizer stay float32"
+    " (fp16 with a dynamic loss scale); bf16 is fast on CPUs with AVX512_BF16 or AMX")
+
 EXAMPLES = """examples:
   menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L        # -> runs/MENET-GB
   menet-tf train --config MENET-GB --data ../shared/datasets/Rain100L        # continues it
-  menet-tf train --config MENET-LB --steps 2000 --save-every-steps 100 -o runs/lb"""
+  menet-tf train --config MENET-LB --steps 2000 --save-every-steps 100 -o runs/lb
+  menet-tf train --init menet-gb-rain100l --data data/heavy --lr 1e-4 -o runs/gb-heavy  # fine-tune
+  menet-tf train --init menet-gb-rain100l --data data/heavy -o runs/gb-heavy --time-budget 2h"""
 
 
 def register(sub):
@@ -54,6 +60,18 @@ def register(sub):
     length.add_argument("--steps", type=int,
                         help="train for this many optimizer steps in total instead of --epochs"
                         " (the last epoch may be partial)")
+    p.add_argument("--init", metavar="SOURCE",
+                   help="fine-tune: start from this model's weights (a bundled name such as"
+                   " menet-gb-rain100l, a run folder, a .keras file or a TF1 checkpoint) with a"
+                   " fresh optimizer; it must have --config's architecture (recorded in run.json"
+                   " with its sha256; a stopped run continues from its state)")
+    p.add_argument("--lr", type=float, metavar="RATE",
+                   help="override the initial learning rate (1e-3); the configuration's schedule"
+                   " (x0.1 every 40 epochs) applies from it")
+    p.add_argument("--time-budget", type=duration, metavar="DURATION",
+                   help="stop after this much wall-clock time (seconds, or 90m, 2h, 1h30m),"
+                   " after the step in progress, with the state saved; the same command"
+                   " continues the run (exit 0, run.json status \"stopped\")")
     p.add_argument("--batch-size", type=int, help="override the batch size (20)")
     p.add_argument("--crop-size", type=int, help="override the crop size (224)")
     p.add_argument("--depth", type=int, help="override the number of residual blocks")
@@ -72,8 +90,7 @@ def register(sub):
                    help="continue a run although its training files changed since it started")
     options.add_jit_compile(p, help="XLA compilation (default: the configuration's, auto: on with"
                             " a GPU, off on a CPU)", old=("--no-jit",))
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="compute precision (default: the configuration's, float32)")
+    options.add_precision(p, default=None, help=TRAIN_PRECISION_HELP)
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="tf.distribute strategy (default: one device)")
     p.add_argument("--sync-bn", action="store_true", default=None,
@@ -88,6 +105,20 @@ def register(sub):
     p.set_defaults(func=train)
 
 
+def duration(text):
+    """Seconds of a --time-budget: a number of seconds, or hours/minutes/seconds (2h, 90m,
+    1h30m, 45s)."""
+    import re
+
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d*)?)h)?\s*(?:(\d+(?:\.\d*)?)m)?\s*"
+                         r"(?:(\d+(?:\.\d*)?)s?)?\s*", text or "")
+    if not text or not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h,"
+                                         " 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def apply_overrides(config, args):
     """The command-line overrides of a configuration (each one recorded in config.json)."""
     for attr, section, key in (("epochs", "train", "epochs"), ("batch_size", "train", "batch_size"),
@@ -95,6 +126,12 @@ def apply_overrides(config, args):
         value = getattr(args, attr, None)
         if value is not None:
             setattr(getattr(config, section), key, value)
+    if getattr(args, "lr", None) is not None:
+        if not args.lr > 0:
+            from menet_tf.errors import ConfigError
+
+            raise ConfigError(f"--lr must be positive, got {args.lr:g}")
+        config.optimizer.learning_rate = args.lr
     jit_compile = options.jit_compile_value(getattr(args, "jit_compile", None))
     if jit_compile is not None:
         config.train.jit_compile = jit_compile
@@ -115,6 +152,7 @@ def _train(args):
     import shlex
     import sys
 
+    from menet_tf.train import stop_after
     from menet_tf.train.run import default_out, resolve_config, train_run
 
     config = apply_overrides(resolve_config(args.config), args)
@@ -126,5 +164,6 @@ def _train(args):
         progress=not args.quiet and sys.stderr.isatty(),
         strategy=args.strategy, precision=args.precision, sync_bn=args.sync_bn,
         command=" ".join(["menet-tf", *map(shlex.quote, sys.argv[1:])]),
-        accept_data_change=args.accept_data_change,
+        accept_data_change=args.accept_data_change, init=args.init,
+        stop=stop_after(args.time_budget) if args.time_budget is not None else None,
     )

@@ -262,7 +262,7 @@ def _progress(items, enabled):
     if not enabled:
         return items
     try:
-        from tqdm import tqdm
+        from menet_tf.progress import bar as progress_bar
     except ImportError:
         return items
-    return tqdm(items, unit="model")
+    return progress_bar(items, unit="model")

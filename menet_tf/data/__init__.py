@@ -16,8 +16,8 @@ from menet_tf.data.pairs import (
     guess_known_set, known_set)
 from menet_tf.data.pipeline import (
     count_crops, crop_dataset, eval_dataset, image_dataset, resolve_pairs, train_dataset)
-from menet_tf.data.synth import (PRESETS, RainPreset, add_rain, ensure_synthetic, rain_streaks,
-                                 synthesize)
+from menet_tf.data.synth import (PRESETS, RainModel, RainPreset, add_rain, ensure_synthetic,
+                                 rain_streaks, synthesize)
 
 __all__ = [
     "CROP_NAMES", "crop_indices", "crop_name", "crop_plan", "five_crop_offsets",
@@ -28,5 +28,6 @@ __all__ = [
     "validate_pairs",
     "count_crops", "crop_dataset", "eval_dataset", "image_dataset", "resolve_pairs",
     "train_dataset",
-    "PRESETS", "RainPreset", "add_rain", "rain_streaks", "synthesize", "ensure_synthetic",
+    "PRESETS", "RainModel", "RainPreset", "add_rain", "rain_streaks", "synthesize",
+    "ensure_synthetic",
 ]

@@ -52,8 +52,8 @@ def _inspect_all(paths, full, progress):
     with ThreadPoolExecutor(workers) as pool:
         it = pool.map(one, paths)
         if progress and len(paths) > 50:
-            from tqdm import tqdm
-            it = tqdm(it, total=len(paths), desc="checking images", unit="img", leave=False)
+            from menet_tf.progress import bar as progress_bar
+            it = progress_bar(it, total=len(paths), desc="checking images", unit="img", leave=False)
         for p, info, err in it:
             results[p] = (info, err)
     return results

@@ -124,7 +124,7 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
     float32 cast), computed once per crop.
     """
     import tensorflow as tf
-    from tqdm import tqdm
+    from menet_tf.progress import bar as progress_bar
 
     from menet_tf.data import eval_dataset
     from menet_tf.model import metrics
@@ -132,7 +132,7 @@ def authors_protocol(derainer, pairs, crop_size=224, batch_size=20, num_crops=10
     ds = eval_dataset(pairs, batch_size=batch_size, crop_size=crop_size, num_crops=num_crops)
     batch = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
     crops = {k: [] for k in batch}
-    bar = tqdm(ds, total=int(ds.cardinality()), desc="authors' protocol (crops)", unit="batch",
+    bar = progress_bar(ds, total=int(ds.cardinality()), desc="authors' protocol (crops)", unit="batch",
                disable=not progress, leave=False)
     for rainy, clean in bar:
         derained = tf.constant(derainer.predict(rainy.numpy()), tf.float32)

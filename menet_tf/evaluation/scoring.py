@@ -20,6 +20,7 @@ from menet_tf.errors import DataError, MenetError
 from menet_tf.evaluation.protocols import (
     DESCRIPTIONS, PROTOCOLS, authors_protocol, score_whole_images, to_uint8)
 from menet_tf import interrupts
+from menet_tf.machine import cpu_info, environment
 from menet_tf.files import write_all
 
 SCORE_KEYS = ("psnr", "ssim", "input_psnr", "input_ssim")
@@ -127,9 +128,8 @@ def device_name():
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return ", ".join(d.name for d in gpus)
-    from menet_tf.machine import cpu_info
-
-    return f"CPU ({cpu_info()['model']}, {os.cpu_count()} cores)"
+    cpu = cpu_info()
+    return f"CPU ({cpu['model']}, {cpu['logical_cpus']} cores)"
 
 
 def _load(model, model_name, jit_compile, precision, backend):
@@ -196,6 +196,7 @@ def evaluate(model, data, out=None, *, protocols=PROTOCOLS, model_name=None, cro
             summary[protocol] = _whole_image_means(rows, protocol, border)
     summary["seconds_per_image"] = float(np.mean(seconds)) if seconds else None
     summary["device"] = device_name()
+    summary["environment"] = environment()  # versions, CPU: the keys of run.json and the bench
     summary["protocols"] = {p: DESCRIPTIONS[p] for p in protocols}
     interrupts.check()  # a signal during the authors' crops: stop before writing
     if out:
@@ -232,12 +233,12 @@ def _score_whole_images(derainer, pairs, rows, whole, border, mode, images_dir, 
     """De-rain every whole test image, score it (and the rainy input) under the ``whole``
     protocols into its row, save the first ``save_images`` outputs; returns the seconds each
     image took, leaving out the first (which also traces the model for its shape)."""
-    from tqdm import tqdm
+    from menet_tf.progress import bar as progress_bar
 
     if images_dir:
         os.makedirs(images_dir, exist_ok=True)
     seconds = []
-    bar = tqdm(list(enumerate(pairs)), desc="whole images", unit="image",
+    bar = progress_bar(list(enumerate(pairs)), desc="whole images", unit="image",
                disable=not progress, leave=False)
     for i, pair in bar:
         interrupts.check()

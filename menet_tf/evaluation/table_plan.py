@@ -14,7 +14,21 @@ from menet_tf.errors import ConfigError, DataError
 from menet_tf.train.records import FINAL_MODEL, run_finished
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXPERIMENTS_DIR = os.path.join(REPO, "experiments")
+
+
+def experiments_dir():
+    """The folder of the table files: in an installed package, its copy of ``experiments/``
+    (the wheel carries it as ``menet_tf/evaluation/experiments``, setup.py); in a checkout
+    (or an editable install), the top-level ``experiments/`` itself. The same files either way."""
+    from importlib import resources
+
+    packaged = resources.files("menet_tf.evaluation").joinpath("experiments")
+    if packaged.is_dir():
+        return str(packaged)
+    return os.path.join(REPO, "experiments")
+
+
+EXPERIMENTS_DIR = experiments_dir()
 TRAIN_SETS = {"Rain100H": ("RainTrainH", "1800 pairs, or 1254 without the Rain100H overlaps"),
               "Rain100L": ("RainTrainL", "200 pairs")}
 DEFAULT_QUICK = {"crop_size": 64, "batch_size": 20, "steps": 300, "eval_crop_size": 64}

@@ -10,16 +10,15 @@ written.
 import csv
 import os
 
-from menet_tf.errors import MenetError
 from menet_tf.evaluation.figures import GRID_IMAGES, figures
 from menet_tf.evaluation.scoring import evaluate
 from menet_tf.evaluation.table_plan import (
     data_splits, load_table, plan_table, row_state, table_data)
 from menet_tf.evaluation.tabulate import write_table
 from menet_tf.files import read_json
+from menet_tf.locks import TABLE_LOCK as LOCK_FILE, FolderLock
 from menet_tf.train.records import read_run_record
 
-LOCK_FILE = ".table.lock"
 
 
 def run_table(experiment, runs, data=None, *, quick=False, dataset=None, steps=None,
@@ -58,54 +57,10 @@ def run_table(experiment, runs, data=None, *, quick=False, dataset=None, steps=N
     return results
 
 
-class RunsLock:
+def RunsLock(runs):
     """One `menet-tf table` per runs folder: a second one on the same rows would train them
-    twice over each other's state. A lock left by a process that no longer runs is taken over."""
-
-    def __init__(self, runs):
-        self.path = os.path.join(runs, LOCK_FILE)
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid = self._holder()
-                if pid and _alive(pid):
-                    raise MenetError(
-                        f"{self.path}: the runs folder is in use by another `menet-tf table` "
-                        f"(process {pid}); wait for it, or use another -o/--out") from None
-                os.remove(self.path)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise MenetError(f"{self.path}: cannot take the lock of the runs folder")
-
-    def _holder(self):
-        """The process id written in the lock, 0 when unreadable."""
-        try:
-            with open(self.path) as f:
-                return int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    def __exit__(self, *exc):
-        try:
-            os.remove(self.path)
-        except OSError:
-            pass
-        return False
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    twice over each other's state (``menet_tf.locks``: a stale lock is taken over)."""
+    return FolderLock(runs, LOCK_FILE, "`menet-tf table`", "wait for it, or use another -o/--out")
 
 
 def _say_plan(plan, heading, message):

@@ -27,16 +27,22 @@ def _output_paths(files, out, fmt):
     the source extension appended to the stem."""
     if len(files) == 1 and photos.is_photo(out) and not os.path.isdir(out):
         return [(out, photos.output_format("same", out))]
+    formats = [photos.output_format(fmt, source) for source, _ in files]
+    exts = [photos.OUTPUT_FORMATS[f][1] for f in formats]
+    return list(zip(output_names([rel for _, rel in files], exts, out), formats))
+
+
+def output_names(relative_names, extensions, out):
+    """OUT/<relative name with its new extension> for each input; clashing names (a.jpg and
+    a.png both to PNG) get the source extension appended to the stem. Photos and clips alike."""
     paths, used = [], set()
-    for source, rel in files:
-        file_fmt = photos.output_format(fmt, source)
-        ext = photos.OUTPUT_FORMATS[file_fmt][1]
+    for rel, ext in zip(relative_names, extensions):
         stem, source_ext = os.path.splitext(rel)
         path = os.path.join(out, stem + ext)
         if path in used:
             path = os.path.join(out, f"{stem}_{source_ext.lstrip('.').lower()}{ext}")
         used.add(path)
-        paths.append((path, file_fmt))
+        paths.append(path)
     return paths
 
 
@@ -53,7 +59,7 @@ def _find_photos(inputs, recursive):
     return files
 
 
-def _refuse_overwrite(targets, compare):
+def refuse_overwrite(targets, compare=False):
     """All existing outputs named at once, before anything runs: a refused run changes no file."""
     existing = [p for p, _ in targets if os.path.exists(p)]
     existing += [_compare_path(p) for p, _ in targets if compare and os.path.exists(
@@ -64,7 +70,7 @@ def _refuse_overwrite(targets, compare):
         raise MenetError(f"would overwrite {shown}; use --force to replace")
 
 
-def _refuse_inputs(files, targets, compare):
+def refuse_inputs(files, targets, compare=False):
     """An output that is one of the inputs is refused whatever the flags: --force replaces
     earlier outputs, never the photos being read."""
     sources = {os.path.realpath(source) for source, _ in files}
@@ -75,7 +81,7 @@ def _refuse_inputs(files, targets, compare):
                          " folder)" + (f"; {len(clashes) - 1} more" if len(clashes) > 1 else ""))
 
 
-def _make_folders(targets):
+def make_folders(targets):
     """Create the output folders before anything runs, so a path under a file or an unwritable
     folder is one line naming it, not a failure after the first image."""
     for folder in sorted({os.path.dirname(os.path.abspath(p)) for p, _ in targets}):
@@ -88,8 +94,9 @@ def _make_folders(targets):
             raise MenetError(f"{folder}: output folder is not writable")
 
 
-def _network(derainer, images, **options):
-    """``derainer.derain``, with out-of-memory as one line saying how to need less memory."""
+def derain_batch(derainer, images, **options):
+    """``derainer.derain``, with out-of-memory as one line saying how to need less memory
+    (photos here, video frames in ``menet_tf.infer.video``)."""
     import tensorflow as tf
 
     try:
@@ -99,6 +106,7 @@ def _network(derainer, images, **options):
         raise MenetError(f"out of memory de-raining {len(images)} image(s) of {w}x{h}: use"
                          " --mode tile, a smaller --max-pixels (tiles above it) or a smaller"
                          " --batch-size") from None
+
 
 
 def _group_by_size(files, targets, failed):
@@ -159,8 +167,8 @@ def _derain_groups(derainer, groups, bar, failed, compare, batch_size, derain_op
             if not images:
                 continue
             start = time.perf_counter()
-            results = _network(derainer, np.stack(images), batch_size=batch_size,
-                               **derain_options)
+            results = derain_batch(derainer, np.stack(images), batch_size=batch_size,
+                                   **derain_options)
             seconds += time.perf_counter() - start
             pixels += h * w * len(images)
             written += _write_batch(chunk, images, results, compare, bar)
@@ -240,19 +248,19 @@ def derain_files(derainer, inputs, out, *, recursive=False, mode="pad", fmt="png
     ``seconds_per_megapixel`` (network time: inference, padding, tiling; not file I/O) and
     ``psnr`` (None without ``clean_dir``).
     """
-    from tqdm import tqdm
+    from menet_tf.progress import bar as progress_bar
 
     out = os.fspath(out)
     files = _find_photos(inputs, recursive)
     targets = _output_paths(files, out, fmt)
-    _refuse_inputs(files, targets, compare)
+    refuse_inputs(files, targets, compare)
     if not force:
-        _refuse_overwrite(targets, compare)
+        refuse_overwrite(targets, compare)
     twins = clean_twins(files, clean_dir) if clean_dir is not None else None
-    _make_folders(targets)
+    make_folders(targets)
     failed = []
     groups = _group_by_size(files, targets, failed)
-    bar = tqdm(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(files), unit="img", disable=not progress, dynamic_ncols=True)
     bar.update(len(failed))
     for _, message in failed:
         bar.write(f"skipped: {message}")

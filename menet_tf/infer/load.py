@@ -157,6 +157,22 @@ def load_model(source, model_name=None, compile=False):
     return _LOADERS[kind](path, model_name, compile)
 
 
+def weights_files(source):
+    """(kind, [paths]) of the files a source's weights are read from, for ``load_model``'s
+    sources: what a run fine-tuned from it records the sha256 of (``menet-tf train --init``)."""
+    kind, path = source_kind(source)
+    if kind == "bundled":
+        return kind, [registry.weights_path(path)]
+    if kind == "tf1":
+        import glob
+
+        from menet_tf.authors.checkpoint import resolve_prefix
+
+        prefix = glob.escape(resolve_prefix(path))
+        return kind, sorted(glob.glob(prefix + ".index") + glob.glob(prefix + ".data-*"))
+    return kind, [path]
+
+
 def load_derainer(source, model_name=None, fold_batch_norm=True, jit_compile="auto",
                   precision="fp32", backend="tensorflow"):
     """A Derainer for anything ``load_model`` takes, or for an exported SavedModel or OpenVINO

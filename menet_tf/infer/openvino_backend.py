@@ -6,11 +6,12 @@ stays the default (docs/speed.md has the figures).
 
 What runs is the Derainer's own folded float32 graph, converted once (``ov.convert_model`` of a
 concrete function; no SavedModel on disk): the padded batch and the real image's size in, so
-channel attention averages over the real image exactly as TensorFlow's pad mode does, and
-``derain`` (pad, resize, tile) is the inherited one. Tiles of an attention model get the whole
-image's attention mean as in TensorFlow (two more converted graphs, made when first needed). An
-exported SavedModel or OpenVINO IR is the any-size serving graph instead (it pads inside,
-``multiple`` 1); its tiles, like ``SavedModelDerainer``'s, use their own mean.
+channel attention averages over the real image exactly as TensorFlow's pad mode does.
+``OpenVINORunner`` is a runner (``menet_tf.infer.runner``), so ``derain`` (pad, resize, tile)
+is ``Derainer``'s own. Tiles of an attention model get the whole image's attention mean as in
+TensorFlow (two more converted graphs, made when first needed). An exported SavedModel or
+OpenVINO IR is the any-size serving graph instead (it pads inside, ``multiple`` 1); its tiles,
+like ``SavedModelDerainer``'s, use their own mean.
 
 ``--precision`` becomes OpenVINO's INFERENCE_PRECISION_HINT (fp32 -> f32, bf16 -> bf16, fp16 ->
 f16, which the CPU plugin runs as bf16 where the CPU has no float16 arithmetic); OpenVINO's own
@@ -28,8 +29,9 @@ import sys
 import numpy as np
 
 from menet_tf.errors import MenetError
-from menet_tf.infer.derainer import Derainer, real_image_mean
-from menet_tf.infer.tiling import _round_up
+from menet_tf.infer.derainer import Derainer
+from menet_tf.infer.runner import Runner, runner_attribute
+from menet_tf.infer.tiling import round_up
 
 #: ``--precision`` -> OpenVINO's inference precision hint.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -131,37 +133,23 @@ def float32_derainer(derainer):
     return Derainer(derainer.model, fold_batch_norm=derainer.fold_batch_norm, jit_compile=False)
 
 
-class OpenVINODerainer(Derainer):
-    """A MENET network compiled by OpenVINO's CPU plugin, with the Derainer interface.
+class OpenVINORunner(Runner):
+    """A MENET network compiled by OpenVINO's CPU plugin (``OpenVINODerainer``'s arguments)."""
 
-    Args:
-        network: the ``ov.Model``: either the network (inputs ``batch`` [N, H, W, 3] float32
-            0..255, H and W multiples of ``multiple``, and ``size`` [2] int32, the real image
-            inside the padded batch) or an any-size serving graph (one input; ``multiple`` 1).
-        precision: "fp32", "bf16" or "fp16" (OpenVINO's inference precision hint).
-        multiple: what the network's sides must be multiples of.
-        tf_derainer: the float32 TensorFlow Derainer the network came from (None for an IR or
-            SavedModel): it provides the graphs of exact tiling for attention models.
-        name: what the errors call the model.
-    """
+    cannot_serve = "already an OpenVINO model; export from the Keras model"
 
     def __init__(self, network, precision="fp32", multiple=1, tf_derainer=None, name="model",
-                 static_shapes=True):  # noqa: super().__init__ needs a Keras model
+                 static_shapes=True):
         ov = import_openvino()
-        self.name = name
-        self.precision = precision_name(precision)
+        super().__init__(name, multiple, precision_name(precision))
         self.hint = precision_hint(precision)
         self.network = network
-        self.multiple = int(multiple)
         self.static_shapes = bool(static_shapes)
         self.tf_derainer = tf_derainer
-        self.model = None
         self.fold_batch_norm = tf_derainer.fold_batch_norm if tf_derainer else False
-        self.jit_compile = False
-        self.trace_count = 0
         self.compile_count = 0  # compiled models made (a test checks the cache)
+        self.compiled = collections.OrderedDict()  # (graph, shape key) -> compiled model
         self._core = ov.Core()
-        self._compiled = collections.OrderedDict()  # (graph, shape key) -> compiled model
         self._graphs = {"network": network}
         self._takes_size = len(network.inputs) == 2
         if len(network.inputs) not in (1, 2) or len(network.outputs) != 1:
@@ -172,6 +160,97 @@ class OpenVINODerainer(Derainer):
                                      not shape[3].compatible(ov.Dimension(3))):
             raise MenetError(f"{name}: not a MENET network (input shape {shape}, expected"
                              " [N, H, W, 3])")
+
+    def _compiled_for(self, graph, shapes):
+        """The compiled ``graph`` for inputs of ``shapes``: one per shape (reshaped to it,
+        static) or one dynamic-shape model for all."""
+        key = (graph, tuple(shapes) if self.static_shapes else None)
+        compiled = self.compiled.get(key)
+        if compiled is not None:
+            self.compiled.move_to_end(key)
+            return compiled
+        model = self._graphs[graph]
+        if self.static_shapes:
+            model = model.clone()
+            model.reshape({i: list(s) for i, s in enumerate(shapes)})
+        try:
+            compiled = self._core.compile_model(model, "CPU", {
+                "INFERENCE_PRECISION_HINT": self.hint})
+        except Exception as err:
+            text = str(err).strip().splitlines()
+            raise MenetError(f"{self.name}: OpenVINO could not compile it for input shape"
+                             f" {shapes[0]} ({text[0] if text else ''})") from None
+        self.compile_count += 1
+        self.compiled[key] = compiled
+        while len(self.compiled) > CACHE_SIZE:
+            self.compiled.popitem(last=False)
+        return compiled
+
+    def _run(self, graph, *inputs):
+        inputs = [np.ascontiguousarray(x) for x in inputs]
+        compiled = self._compiled_for(graph, [np.shape(x) for x in inputs])
+        return compiled(inputs)[0].astype(np.float32, copy=False)
+
+    def _graph(self, kind):
+        if kind not in self._graphs:
+            self._graphs[kind] = convert(tf_network(self.tf_derainer, kind), self.name)
+        return kind
+
+    # -- the runner protocol -------------------------------------------------------------------
+    def run(self, batch):
+        if self._takes_size:
+            return self._run("network", batch, np.asarray(batch.shape[1:3], np.int32))
+        return self._run("network", batch)
+
+    def run_padded(self, batch, size):
+        if not self._takes_size:
+            return self.run(batch)
+        return self._run("network", batch, np.asarray(size, np.int32))
+
+    def has_attention(self):
+        """Known only for a network converted from a Keras model; the serving graph of an
+        IR or SavedModel cannot take an image-wide mean, so its tiles use their own."""
+        return self.tf_derainer is not None and self.tf_derainer.has_attention()
+
+    def excitation(self, tiles):
+        return self._run(self._graph("excitation"), tiles)
+
+    def run_with_mean(self, tiles, mean):
+        return self._run(self._graph("with_mean"), tiles, np.asarray(mean, np.float32))
+
+    def warm_up(self, height=None, width=None):
+        """Compile for [1, height, width, 3] (rounded up to the multiple) and run once."""
+        m = self.multiple
+        h, w = (round_up(height or m, m), round_up(width or m, m))
+        self.run(np.zeros((1, h, w, 3), np.float32))
+
+
+class OpenVINODerainer(Derainer):
+    """A MENET network compiled by OpenVINO's CPU plugin, with the Derainer interface: a
+    Derainer of an ``OpenVINORunner``.
+
+    Args:
+        network: the ``ov.Model``: either the network (inputs ``batch`` [N, H, W, 3] float32
+            0..255, H and W multiples of ``multiple``, and ``size`` [2] int32, the real image
+            inside the padded batch) or an any-size serving graph (one input; ``multiple`` 1).
+        precision: "fp32", "bf16" or "fp16" (OpenVINO's inference precision hint).
+        multiple: what the network's sides must be multiples of.
+        tf_derainer: the float32 TensorFlow Derainer the network came from (None for an IR or
+            SavedModel): it provides the graphs of exact tiling for attention models.
+        name: what the errors call the model.
+        static_shapes: compile one model per input shape (faster) rather than one for all.
+    """
+
+    name = runner_attribute("name")
+    hint = runner_attribute("hint", "OpenVINO's inference precision hint.")
+    static_shapes = runner_attribute("static_shapes")
+    tf_derainer = runner_attribute("tf_derainer")
+    compile_count = runner_attribute("compile_count", "Compiled models made so far.")
+
+    def __init__(self, network, precision="fp32", multiple=1, tf_derainer=None, name="model",
+                 static_shapes=True):
+        super().__init__(OpenVINORunner(network, precision, multiple, tf_derainer, name,
+                                        static_shapes))
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -195,83 +274,3 @@ class OpenVINODerainer(Derainer):
         if kind == "savedmodel":
             return cls(convert(path, path), precision, name=path, **options)
         raise MenetError(f"{path}: not an exported model ({kind}); use from_derainer")
-
-    # -- running -----------------------------------------------------------------------------
-    def _compiled_for(self, graph, shapes):
-        """The compiled ``graph`` for inputs of ``shapes``: one per shape (reshaped to it,
-        static) or one dynamic-shape model for all."""
-        key = (graph, tuple(shapes) if self.static_shapes else None)
-        compiled = self._compiled.get(key)
-        if compiled is not None:
-            self._compiled.move_to_end(key)
-            return compiled
-        model = self._graphs[graph]
-        if self.static_shapes:
-            model = model.clone()
-            model.reshape({i: list(s) for i, s in enumerate(shapes)})
-        try:
-            compiled = self._core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": self.hint})
-        except Exception as err:
-            text = str(err).strip().splitlines()
-            raise MenetError(f"{self.name}: OpenVINO could not compile it for input shape"
-                             f" {shapes[0]} ({text[0] if text else ''})") from None
-        self.compile_count += 1
-        self._compiled[key] = compiled
-        while len(self._compiled) > CACHE_SIZE:
-            self._compiled.popitem(last=False)
-        return compiled
-
-    def _run(self, graph, *inputs):
-        compiled = self._compiled_for(graph, [np.shape(x) for x in inputs])
-        return compiled(list(inputs))[0].astype(np.float32, copy=False)
-
-    def predict(self, batch):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._check(batch)
-        if self._takes_size:
-            return self._run("network", batch, np.asarray(batch.shape[1:3], np.int32))
-        return self._run("network", batch)
-
-    def predict_padded(self, batch, size):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if not self._takes_size:
-            return self.predict(batch)
-        self._check(batch)
-        return self._run("network", batch, np.asarray(size, np.int32))
-
-    def predict_tensor(self, batch):
-        import tensorflow as tf
-
-        return tf.constant(self.predict(batch.numpy()))
-
-    def warm_up(self, height=None, width=None):
-        """Compile for [1, height, width, 3] (rounded up to the multiple) and run once."""
-        m = self.multiple
-        h, w = (_round_up(height or m, m), _round_up(width or m, m))
-        self.predict(np.zeros((1, h, w, 3), np.float32))
-
-    # -- tiles of attention models -------------------------------------------------------------
-    def _has_attention(self):
-        """Known only for a network converted from a Keras model; the serving graph of an
-        IR or SavedModel cannot take an image-wide mean, so its tiles use their own."""
-        return self.tf_derainer is not None and self.tf_derainer._has_attention()
-
-    def _graph(self, kind):
-        if kind not in self._graphs:
-            self._graphs[kind] = convert(tf_network(self.tf_derainer, kind), self.name)
-        return kind
-
-    def _tiled_with_image_mean(self, image, layout, batch_size, size):
-        """``Derainer._tiled_with_image_mean`` with OpenVINO running both passes."""
-        import tensorflow as tf
-
-        excitation, with_mean = self._graph("excitation"), self._graph("with_mean")
-        e = layout.blend(image, lambda t: self._run(excitation, np.ascontiguousarray(t)),
-                         batch_size)
-        mean = real_image_mean(tf.constant(e[None]), image.shape[0], size).numpy()
-        return layout.blend(image, lambda t: self._run(with_mean, np.ascontiguousarray(t),
-                                                       mean), batch_size)
-
-    def serving_function(self, images):
-        raise MenetError(f"{self.name}: already an OpenVINO model; export from the Keras model")

@@ -21,22 +21,17 @@ oneDNN, TensorFlow's own kernels convert to float32 and run at fp32's speed. fp1
 """
 import collections
 
+from menet_tf import precisions
 from menet_tf.errors import MenetError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = precisions.NAMES  # fp32, bf16, fp16: the one vocabulary (menet_tf.precisions)
 
 #: name: the --precision value; dtype: the compute dtype's name; policy: the Keras dtype policy
 #: of the network twin ("float32" for fp32, which runs the model itself).
 Precision = collections.namedtuple("Precision", "name dtype policy")
 
-_TABLE = {
-    "fp32": Precision("fp32", "float32", "float32"),
-    "bf16": Precision("bf16", "bfloat16", "mixed_bfloat16"),
-    "fp16": Precision("fp16", "float16", "mixed_float16"),
-}
-# Other spellings taken (training's policy names, dtype names).
-_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "mixed_bfloat16": "bf16",
-            "float16": "fp16", "mixed_float16": "fp16", "half": "fp16"}
+_TABLE = {name: Precision(name, precisions.DTYPES[name], precisions.POLICIES[name])
+          for name in PRECISIONS}
 
 
 def resolve(precision):
@@ -44,10 +39,7 @@ def resolve(precision):
     Keras policy name of one: "bfloat16", "mixed_bfloat16", ...)."""
     if isinstance(precision, Precision):
         return precision
-    key = _ALIASES.get(str(precision).lower(), str(precision).lower())
-    if key not in _TABLE:
-        raise MenetError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return _TABLE[key]
+    return _TABLE[precisions.canonical(precision, error=MenetError)]
 
 
 def tf_dtype(precision):

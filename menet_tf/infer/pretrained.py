@@ -6,6 +6,7 @@ without ``load``, which imports the Derainer itself.
 """
 from menet_tf.bundled import registry
 from menet_tf.errors import CheckpointError, MenetError
+from menet_tf.machine import one_line  # also for infer.load: a loader's error in one line
 
 
 def pretrained(name=None):
@@ -50,9 +51,3 @@ def load_bundled(name, model_name, compile):
         raise MenetError(f"{name}: is a bundled {config.name}, not {model_name}")
     return weights_model(config, registry.weights_path(name),
                          f"the weights of bundled model {name}")
-
-
-def one_line(err):
-    """An exception from Keras or h5py in one line: its type and first line."""
-    text = str(err)
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"

@@ -37,7 +37,8 @@ def default_max_pixels():
     return MAX_PIXELS_GPU if tf.config.list_physical_devices("GPU") else MAX_PIXELS_CPU
 
 
-def _round_up(n, multiple):
+def round_up(n, multiple):
+    """The smallest multiple of ``multiple`` not below ``n``."""
     return -(-int(n) // multiple) * multiple
 
 
@@ -128,11 +129,11 @@ class TileLayout:
     """
 
     def __init__(self, height, width, tile_size, overlap, multiple):
-        tile = max(_round_up(tile_size, multiple), multiple)
+        tile = max(round_up(tile_size, multiple), multiple)
         self.height, self.width = height, width
         self.tile = (min(tile, height), min(tile, width))
         th, tw = self.tile
-        overlap = _round_up(max(int(overlap), 0), multiple)
+        overlap = round_up(max(int(overlap), 0), multiple)
         self.boxes = [(y, x) for y in tile_starts(height, th, overlap)
                       for x in tile_starts(width, tw, overlap)]
         self.weights = {}

@@ -11,7 +11,8 @@ Step 5 reuses the tape of step 1 with ``output_gradients=w``, so the network is 
 import keras
 import tensorflow as tf
 
-from menet_tf.config import PRECISIONS, ExperimentConfig, released_config
+from menet_tf import precisions
+from menet_tf.config import ExperimentConfig, released_config
 from menet_tf.errors import ConfigError
 from menet_tf.model import losses as losses_lib
 from menet_tf.model.conv_gradient import conv_filter_gradient
@@ -379,9 +380,7 @@ def build_model(config, steps_per_epoch=None):
         config = released_config(config)
     if not isinstance(config, ExperimentConfig):
         raise ConfigError(f"build_model needs an ExperimentConfig or a name, got {type(config)}")
-    precision = config.train.precision
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    precision = precisions.policy(config.train.precision)  # a Keras policy: float32, mixed_*
     model = MultiTaskMENET(
         depth=config.model.depth,
         attention=config.model.attention,

@@ -31,26 +31,29 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def add_model(source, name, data, *, default=False, heavy_count=10, model_name=None, work=None,
-              progress=True, log=print):
+              progress=True, log=print, rain=None, train_data=None, heavy_data=None):
     """Bundle the model at ``source`` (a ``.keras`` file or run folder) as ``name``, scored on
-    ``data`` (the root it was trained on: ``train/`` describes the training, ``test/`` is
-    scored). ``work``: a new folder to keep the evaluation outputs in (default: a temporary
-    one, deleted). Returns the registry entry written."""
+    ``data``'s ``test/`` (and, unless ``train_data`` names another root, described by its
+    ``train/``). ``rain``: "light" or "heavy", the word ``--model`` also takes for it (moved
+    from any other model). ``heavy_data``: a heavy-rain root whose ``test/`` is scored too
+    (default: ``heavy_count`` synthetic heavy pairs made here). ``work``: a new folder to keep
+    the evaluation outputs in (default: a temporary one, deleted). Returns the entry written."""
     _check_name(name)
+    _check_rain(rain)
     keras_file = _keras_source(source)
     model, config = _load_source(keras_file, model_name)
-    training = training_facts(keras_file, config, data)
+    training = training_facts(keras_file, config, train_data or data)
     weights_file = os.path.join(registry.folder(), f"{name}.weights.h5")
     with _work_folder(work) as folder, replacing(weights_file, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         bundled = _reloaded(tmp, config, model)
         log(f"saved the weights ({os.path.getsize(tmp) / 1e6:.1f} MB); scoring them on {data}")
-        measured = measure(bundled, data, folder, heavy_count, progress)
+        measured = measure(bundled, data, folder, heavy_count, progress, heavy_data)
         entry = _entry(name, tmp, config, training, measured)
+    entry["rain"] = rain
     _write_registry(entry, default)
     _write_card(entry, log)
-    if registry.default_name() == name:
-        _write_readme_summary(entry, log)
+    _write_readme_summary(log)
     return entry
 
 
@@ -58,6 +61,11 @@ def _check_name(name):
     if not _NAME.match(name or ""):
         raise MenetError(f"{name!r}: a bundled model's name is letters, digits, '-' and '_' "
                          f"(no dots or folders), e.g. menet-gb-rain100l")
+
+
+def _check_rain(rain):
+    if rain is not None and rain not in registry.RAINS:
+        raise MenetError(f"{rain!r}: a bundled model is for {' or '.join(registry.RAINS)} rain")
 
 
 def _keras_source(source):
@@ -108,18 +116,27 @@ def _released_config_of(model):
 
 def _reloaded(weights_file, config, source_model):
     """The weights file loaded into a fresh network of ``config``, as users will load it;
-    refused unless it computes what the source model computes."""
+    refused unless it holds the source model's weights and computes what the source computes
+    (a source trained in mixed precision computes in bf16/fp16: only its weights can agree)."""
     import numpy as np
 
     from menet_tf.infer.pretrained import weights_model
 
     model = weights_model(config, weights_file, "the saved weights")
-    probe = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
-    gap = float(np.max(np.abs(np.asarray(model(probe, training=False))
-                              - np.asarray(source_model(probe, training=False)))))
-    if gap > 1e-3:
-        raise MenetError(f"{weights_file}: the saved weights do not reproduce the source model "
-                         f"(outputs differ by {gap:.3g}); nothing was bundled")
+    ours, theirs = model.weights, source_model.weights  # in the order the network makes them
+    differ = [t.path for o, t in zip(ours, theirs) if o.shape != t.shape
+              or not np.array_equal(np.asarray(o.numpy(), np.float32),
+                                    np.asarray(t.numpy(), np.float32))]
+    if differ or len(ours) != len(theirs):
+        raise MenetError(f"{weights_file}: the saved weights are not the source model's "
+                         f"({(differ or ['their number'])[0]} differs); nothing was bundled")
+    if getattr(source_model.dtype_policy, "compute_dtype", "float32") == "float32":
+        probe = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+        gap = float(np.max(np.abs(np.asarray(model(probe, training=False))
+                                  - np.asarray(source_model(probe, training=False)))))
+        if gap > 1e-3:
+            raise MenetError(f"{weights_file}: the saved weights do not reproduce the source "
+                             f"model (outputs differ by {gap:.3g}); nothing was bundled")
     return model
 
 
@@ -154,10 +171,11 @@ def training_facts(keras_file, config, data):
     has_config = os.path.isfile(os.path.join(folder, CONFIG_FILE))
     used = load_config(os.path.join(folder, CONFIG_FILE)) if has_config else config
     train = _train_split(data)
-    epochs = _epochs(folder)
+    epochs = _epochs(folder, run)
     steps, steps_from = _steps(run, epochs, len(train.pairs), used.train.batch_size)
+    synthetic = _synthetic_words(train.root)
     return {
-        "data": train.known.name if train.known else _relative_name(train.root, levels=2),
+        "data": _data_words(train, synthetic),
         "data_folder": _relative_name(train.root, levels=2),
         "pairs": len(train.pairs), "crop_size": used.train.crop_size,
         "crops_per_image": CROPS_PER_IMAGE, "batch_size": used.train.batch_size,
@@ -167,7 +185,41 @@ def training_facts(keras_file, config, data):
         "settings_from": _settings_words(has_config, bool(run)),
         "source": _relative_name(keras_file, levels=2),
         "source_sha256": registry.sha256_of(keras_file),
+        "init": _init_words(run.get("init")),
+        "synthetic": synthetic,
     }
+
+
+def _data_words(train, synthetic):
+    """The training set's name: a known set's, or what menet-tf drew its rain on."""
+    if train.known:
+        return train.known.name
+    if synthetic and synthetic.get("clean"):
+        return f"synthetic {synthetic['preset']} rain on the clean images of {synthetic['clean']}"
+    return _relative_name(train.root, levels=2)
+
+
+def _init_words(init):
+    """Where a fine-tuned model started: its source and sha256 (no machine's folders)."""
+    return {"source": init["source"], "sha256": init["sha256"]} if init else None
+
+
+def _synthetic_words(train_root):
+    """How menet-tf drew the training rain (from the synth.json beside ``train/``), or None
+    for a real data set: the card says which a model has seen."""
+    from menet_tf.files import read_json
+
+    marker = read_json(os.path.join(os.path.dirname(os.path.normpath(train_root)), "synth.json"))
+    if not isinstance(marker, dict):
+        return None
+    renderer = marker.get("renderer")  # nested in the renderer's first files of 0.3.0.dev
+    version = marker.get("renderer_version",
+                         renderer.get("renderer") if isinstance(renderer, dict) else None)
+    clean = (marker.get("clean_source") or {}).get("train")
+    folder = clean.get("folder") if isinstance(clean, dict) else None
+    return {"preset": marker.get("preset"), "seed": marker.get("seed"),
+            "variants": marker.get("variants"), "renderer_version": version,
+            "clean": _relative_name(folder, levels=3) if folder else None}
 
 
 def _train_split(data):
@@ -186,13 +238,16 @@ def _relative_name(path, levels):
     return "/".join(parts[-levels:])
 
 
-def _epochs(folder):
-    """Epochs trained: the last row of the history.csv beside the model."""
+def _epochs(folder, run):
+    """Epochs trained: steps over steps an epoch from run.json (a fraction where the run ended
+    mid-epoch), else the history.csv beside the model (0.3 counts epochs from 0, 0.2 from 1)."""
+    if run.get("steps") and run.get("steps_per_epoch"):
+        return round(run["steps"] / run["steps_per_epoch"], 2)
     path = os.path.join(folder, "history.csv")
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        return int(rows[-1]["epoch"])
+        return int(rows[-1]["epoch"]) + (int(rows[0]["epoch"]) == 0)
     except (OSError, IndexError, KeyError, ValueError) as err:
         raise MenetError(f"{path}: the epochs trained are read from the history.csv beside the "
                          f"model, and it cannot be read ({type(err).__name__}: {err})") from None
@@ -226,15 +281,19 @@ def _settings_words(has_config, has_run):
 # ----------------------------------------------------------------------------------------------
 # scores
 
-def measure(model, data, folder, heavy_count, progress):
+def measure(model, data, folder, heavy_count, progress, heavy_data=None):
     """Scores of ``model`` on ``data``'s test set (three protocols, the five-image check) and on
-    a synthetic heavy-rain set made in ``folder``; evaluation outputs go to ``folder``."""
+    heavy rain: ``heavy_data``'s test set, or a synthetic heavy set made in ``folder``;
+    evaluation outputs go to ``folder``."""
     from menet_tf.evaluation.scoring import evaluate
 
     summary = evaluate(model, data, os.path.join(folder, "test-scores"), progress=progress)
+    if heavy_data:
+        heavy = _heavy_set_scores(model, heavy_data, folder, progress)
+    else:
+        heavy = _heavy_scores(model, folder, heavy_count, progress) if heavy_count else None
     return {"scores": _protocol_scores(summary, data),
-            "check": _five_image_check(summary["images_scored"], data),
-            "heavy": _heavy_scores(model, folder, heavy_count, progress) if heavy_count else None}
+            "check": _five_image_check(summary["images_scored"], data), "heavy": heavy}
 
 
 def _data_name(data):
@@ -279,6 +338,27 @@ def _heavy_scores(model, folder, count, progress):
             **_means(summary, ("y", "rgb"))}
 
 
+def _heavy_set_scores(model, heavy_data, folder, progress):
+    """Authors', Y and RGB scores on the test split of a heavy-rain root (``make data-heavy``)."""
+    from menet_tf.evaluation.scoring import evaluate
+
+    summary = evaluate(model, heavy_data, os.path.join(folder, "heavy-scores"),
+                       protocols=("authors", "y", "rgb"), progress=progress)
+    synthetic = _synthetic_words(os.path.join(os.fspath(heavy_data), "train"))
+    words = (f"menet-tf synth, preset {synthetic.get('preset')}, renderer "
+             f"{synthetic.get('renderer_version')}" if synthetic else "a heavy-rain test set")
+    return {"data": f"{_relative_name(heavy_data, levels=2)}/test ({words})",
+            "images": summary["images"], **_means(summary, ("authors", "y", "rgb"))}
+
+
+def _with_real_heavy_figure(heavy, config):
+    """The paper's figure on the real Rain100H beside a heavy set's scores (not comparable
+    numbers: another rain, the same backgrounds), for the README's table."""
+    if heavy is not None:
+        heavy["paper"] = _paper_figure(config, "Rain100H")
+    return heavy
+
+
 def _paper_figure(config, data_name):
     """The paper's authors'-protocol figure for ``config`` on ``data_name`` (Table I), if the
     checkout's experiments/table1.json is at hand and lists it."""
@@ -314,7 +394,8 @@ def _entry(name, weights_file, config, training, measured):
         "name": name, "file": f"{name}.weights.h5",
         "sha256": registry.sha256_of(weights_file), "bytes": os.path.getsize(weights_file),
         "configuration": config.name, "alias": _alias_of(config), "training": training,
-        "scores": scores, "check": measured["check"], "heavy": measured["heavy"],
+        "scores": scores, "check": measured["check"],
+        "heavy": _with_real_heavy_figure(measured["heavy"], config),
         "licence": "MIT (the weights, like the code); the training data's own terms apply to it",
         "card": None, "menet_tf_version": menet_tf.__version__,
         "added": datetime.date.today().isoformat(),
@@ -325,7 +406,11 @@ def _write_registry(entry, default):
     """The registry with ``entry`` added or replaced (the first model becomes the default)."""
     reg = registry.load_registry(missing_ok=True)
     entry["card"] = _card_place(entry["name"])[1]
-    reg["models"] = dict(sorted({**reg["models"], entry["name"]: entry}.items()))
+    models = {**reg["models"], entry["name"]: entry}
+    if entry.get("rain"):  # one model per rain word
+        models = {n: ({**e, "rain": None} if n != entry["name"] and e.get("rain") == entry["rain"]
+                      else e) for n, e in models.items()}
+    reg["models"] = dict(sorted(models.items()))
     if default or not reg.get("default"):
         reg["default"] = entry["name"]
     write_json(registry.registry_path(), {"default": reg["default"], "models": reg["models"]})
@@ -356,15 +441,14 @@ def _write_card(entry, log):
     log(f"wrote {registry.registry_path()} and the model card {path}")
 
 
-def _write_readme_summary(entry, log):
-    """The checkout's README opens with the default model's scores: rewrite that block."""
+def _write_readme_summary(log):
+    """The checkout's README opens with the bundled models' scores: rewrite that block."""
     root = _checkout_root()
     readme = os.path.join(root, "README.md") if root else None
     if not readme or not os.path.isfile(readme):
         return
     with open(readme, encoding="utf-8") as f:
-        text = card.replace_readme_summary(f.read(), entry)
+        text = card.replace_readme_summary(f.read(), registry.load_registry())
     if text is not None:
         write_text(readme, text)
-        log(f"rewrote the bundled model's scores in {readme}")
-
+        log(f"rewrote the bundled models' scores in {readme}")

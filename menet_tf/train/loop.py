@@ -32,6 +32,11 @@ class TrainingInterrupted(MenetError):
         self.exit_code = exit_code
 
 
+class _StopRequested(Exception):
+    """The ``stop`` hook said so; the state is saved. Caught by ``run_epochs``: the session
+    returns normally, marked stopped."""
+
+
 @dataclasses.dataclass
 class RunPlan:
     """What ``train_run`` settled before any TensorFlow work: the run's configuration, folder,
@@ -52,6 +57,9 @@ class RunPlan:
     command: Optional[str] = None
     log: Callable = print
     data_files: Optional[list] = None  # the training folder's [name, size] (state.data_files)
+    init: Optional[dict] = None  # fine-tuned from: menet_tf.train.finetune.init_record
+    init_weights: Optional[dict] = None  # its network's weights, applied to a fresh start only
+    stop: Optional[Callable] = None  # stop(global_step) -> bool, asked after every step
 
     @property
     def state_path(self):
@@ -66,6 +74,8 @@ def train(plan, header):
     session.open_records()
     session.prepare_data()
     session.run_epochs()
+    if session.stopped:
+        return session.stopped_summary()
     return session.finish()
 
 
@@ -79,6 +89,7 @@ class Session:
         self.chief = is_chief(self.strategy)
         # False while a step or an epoch is being booked: no state may be saved then.
         self.consistent = True
+        self.stopped = False  # the stop hook ended the session, state saved
 
     # -- start --------------------------------------------------------------------------------
 
@@ -100,6 +111,13 @@ class Session:
                      f" {header['epoch'] + 1}, batch {header['batches_done']} of {plan.per_epoch})")
         else:
             header = state.new_header(plan.prints, plan.seed)
+            if plan.init is not None:  # a fresh start from the source's weights; fresh optimizer
+                from menet_tf.train.finetune import apply_init
+
+                apply_init(self.model, plan.init_weights, plan.init["source"])
+                header["init"] = plan.init
+                self.log(f"starting from the weights of {plan.init['source']}"
+                         f" (sha256 {plan.init['sha256'][:12]}...)")
         header["target_steps"] = plan.target
         if plan.data_files is not None:  # checked by train_run, or accepted: this is the data now
             header["data_files"] = plan.data_files
@@ -145,9 +163,13 @@ class Session:
                              f" ({plan.per_epoch} batches of {batch} crops {crop}x{crop} per epoch,"
                              f" {plan.target} steps = {plan.target / plan.per_epoch:g} epochs);"
                              f" results in {plan.out}")
+                    self._stop_if_asked()  # before the first step too: a budget already spent
                 while header["global_step"] < plan.target:
                     self.run_epoch()
                     self._stop_if_signalled()
+                    self._stop_if_asked()
+        except _StopRequested:
+            self.stopped = True
         except KeyboardInterrupt:
             if self.consistent:
                 self.checkpoint()
@@ -172,6 +194,7 @@ class Session:
             bar.set_postfix(loss=f"{logs['loss']:.4g}", psnr=f"{logs['psnr']:.2f}")
             if header["batches_done"] < n_batches:  # mid-epoch (the epoch's end saves anyway)
                 self._stop_if_signalled()
+                self._stop_if_asked()
                 if plan.save_every_steps and header["global_step"] % int(plan.save_every_steps) == 0:
                     self.checkpoint()
         bar.close()
@@ -193,6 +216,19 @@ class Session:
         self.log(f"interrupted: state saved at step {step}; run the same command again to continue")
         raise TrainingInterrupted(f"interrupted by {signal.Signals(stop_signal).name} at step"
                                   f" {step}", interrupts.EXIT_CODES[stop_signal])
+
+    def _stop_if_asked(self):
+        """After a step (and before the first): save the state and end the session normally if
+        the ``stop`` hook asks for it. Not after the last step: the run finishes instead."""
+        step = self.header["global_step"]
+        if self.plan.stop is None or step >= self.plan.target or not self.plan.stop(step):
+            return
+        self.checkpoint()
+        self.record.write("stopped", summary=self._summary(stopped=True))
+        _remove_cache(self.plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
+        self.log(f"stopped: state saved at step {step} of {self.plan.target}; run the same command"
+                 " again to continue")
+        raise _StopRequested(step)
 
     def _epoch_batches(self, epoch, n_batches, done):
         """The epoch's batches in its seeded order, without the ``done`` ones already trained."""
@@ -256,6 +292,15 @@ class Session:
 
     # -- finish -------------------------------------------------------------------------------
 
+    def _summary(self, stopped=False):
+        plan = self.plan
+        return records.summary(plan.config, plan.out, self.header, plan.test_root,
+                               self.header["seconds"], stopped=stopped)
+
+    def stopped_summary(self):
+        """The summary of a session the stop hook ended (no final model, no eval.json yet)."""
+        return self._summary(stopped=True)
+
     def finish(self):
         """Final model (with its optimizer), test scores and the finished run record."""
         plan, header = self.plan, self.header
@@ -303,9 +348,9 @@ def _make_strategy(strategy):
 
 
 def _progress_bar(total, initial, desc, enabled):
-    from tqdm.auto import tqdm
+    from menet_tf.progress import bar as progress_bar
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled,
+    return progress_bar(total=total, initial=initial, desc=desc, unit="step", disable=not enabled,
                 dynamic_ncols=True, leave=True)
 
 

@@ -8,11 +8,9 @@ import csv
 import datetime
 import io
 import os
-import platform
 
-from menet_tf import files
+from menet_tf import files, machine
 from menet_tf.errors import CheckpointError
-from menet_tf.machine import cpu_info
 
 CONFIG_FILE = "config.json"
 RUN_RECORD = "run.json"
@@ -59,25 +57,17 @@ def now():
 # run.json
 
 def environment(strategy):
-    """Versions, devices, strategy and CPU: what a run's speed and numbers depend on."""
-    import keras
-    import numpy as np
+    """Versions, CPU and platform (``menet_tf.machine.environment``, the same keys as every
+    other record), and the devices and strategy the run trains on."""
     import tensorflow as tf
-
-    import menet_tf
 
     devices = [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or \
         [d.name for d in tf.config.list_logical_devices("CPU")]
     return {
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__,
-                     "menet-tf": menet_tf.__version__},
+        **machine.environment(),
         "device": devices,
         "strategy": type(strategy).__name__ if strategy is not None else "default",
         "replicas": int(strategy.num_replicas_in_sync) if strategy is not None else 1,
-        "cpu": cpu_info()["model"],
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
     }
 
 
@@ -99,6 +89,8 @@ class RunRecord:
                        "cache": CACHE_DIR if plan.cache else None,
                        "steps_per_epoch": plan.per_epoch, "target_steps": plan.target,
                        **environment(strategy)}
+        if header.get("init"):  # fine-tuned from: the source and its weights' sha256
+            self.fields["init"] = header["init"]
         self.session = {"start": started, "from_step": header["global_step"]}
         self.prior_sessions = list(header["sessions"])
 
@@ -118,13 +110,14 @@ class RunRecord:
         write_json(self.path, self.fields)
 
 
-def summary(config, out, header, test_root, seconds):
-    """What train_run returns and run.json keeps under "summary"."""
+def summary(config, out, header, test_root, seconds, stopped=False):
+    """What train_run returns and run.json keeps under "summary"; ``stopped``: the ``stop``
+    hook ended the session before the last step (the run continues when run again)."""
     history = header["history"]
     last = history[-1] if history else {}
     result = {"config": config.name, "out": os.path.abspath(out), "steps": header["global_step"],
               "optimizer_steps": header.get("optimizer_iterations"), "epochs": len(history),
-              "seconds": seconds}
+              "seconds": seconds, "stopped": bool(stopped)}
     if test_root:
         result.update(psnr=last.get("val_psnr"), ssim=last.get("val_ssim"))
     return result

@@ -28,8 +28,10 @@ import sys
 from menet_tf import files
 from menet_tf.files import is_partial
 from menet_tf.errors import CheckpointError, ConfigError, DataError, MenetError
+from menet_tf.locks import TRAIN_LOCK, FolderLock, is_lock
 from menet_tf.train import DEFAULT_DATA, state
 from menet_tf.train.distribute import is_chief_process
+from menet_tf.train.finetune import init_record, init_weights
 from menet_tf.train.loop import RunPlan, train
 from menet_tf.train.records import (FINAL_MODEL, HISTORY_FILE, RUN_FILES, RUN_RECORD, STATE_FILE,
                                     TENSORBOARD_DIR, is_run_record, read_run_record, run_finished)
@@ -97,7 +99,7 @@ def split_roots(root):
 def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_steps=None,
               tensorboard=True, cache=False, steps_per_epoch=None, resume="auto", progress=True,
               strategy=None, precision=None, sync_bn=None, command=None, accept_data_change=False,
-              log=print):
+              log=print, init=None, stop=None):
     """Train ``config`` on ``data`` into the run folder ``out``, continuing a stopped run there.
 
     Args:
@@ -121,10 +123,20 @@ def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_ste
         accept_data_change: continue a run although its training folder's files changed since
             it started (otherwise refused, saying what changed).
         log: where one-line messages go (``print``; ``None`` for silence).
+        init: fine-tune: start from this model source's weights (a bundled model's name, run
+            folder, ``.keras`` file or TF1 checkpoint; same architecture as ``config``) with a
+            fresh optimizer and the configuration's learning rate and schedule. Recorded in
+            run.json with the sha256 of its weights. A stopped run continues from its state (the
+            source is not applied again); a folder holding a run that did not start from these
+            weights is refused unless ``resume="restart"``.
+        stop: ``stop(global_step) -> bool``, asked before the first step and after every step;
+            True saves the state as an interrupt does and returns normally, the summary marked
+            ``stopped`` (see :func:`menet_tf.train.stop_after`); the same call continues it.
 
-    Returns the run summary: config, out, steps, epochs, seconds, and with a test set the final
-    test ``psnr``/``ssim`` (authors' protocol), as also written to eval.json.
-    Raises RunFinishedError if the folder already holds this run, finished.
+    Returns the run summary: config, out, steps, epochs, seconds, ``stopped``, and with a test
+    set the last epoch's test ``psnr``/``ssim`` (authors' protocol), as also written to eval.json.
+    Raises RunFinishedError if the folder already holds this run, finished. While it trains, the
+    run folder is locked (``menet_tf.locks``): a second ``train_run`` on it is refused.
     """
     log = log or (lambda *a, **k: None)
     resume = {True: "require", False: "restart"}.get(resume, resume)
@@ -141,10 +153,55 @@ def train_run(config, data=None, out=None, *, seed=0, steps=None, save_every_ste
         config=config, out=os.fspath(out or default_out(typed)), **settled, seed=seed,
         save_every_steps=save_every_steps, tensorboard=tensorboard, cache=cache, progress=progress,
         strategy=strategy, log=log,
-        command=command if command is not None else " ".join(map(shlex.quote, sys.argv)))
-    header = _check_run_folder(plan, resume, accept_data_change)
-    _prepare_run_folder(plan.out, resume, chief=is_chief_process(strategy))
-    return train(plan, header)
+        command=command if command is not None else " ".join(map(shlex.quote, sys.argv)),
+        init=init_record(init) if init is not None else None, stop=stop)
+    chief = is_chief_process(strategy)
+    with _locked(plan.out, chief):
+        header = _check_run_folder(plan, resume, accept_data_change)
+        _check_init(plan, header)
+        _prepare_run_folder(plan.out, resume, chief=chief)
+        return train(plan, header)
+
+
+@contextlib.contextmanager
+def _locked(out, chief):
+    """The run folder (created if missing) held by this process while it trains; a folder this
+    created is removed again if the run stopped before writing anything into it. Only the chief
+    locks: the workers of a cluster share the folder."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"{out}: not a folder; the run folder must be a folder")
+    if not chief:
+        yield
+        return
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        with FolderLock(out, TRAIN_LOCK, "`menet-tf train`",
+                        "wait for it to end, or choose another --out"):
+            yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only if empty
+
+
+def _check_init(plan, header):
+    """Fine-tuning: on a fresh start, the source's weights (checked against the configuration's
+    architecture); on a resume, only a run that started from the same weights continues."""
+    if plan.init is None:
+        return
+    if header is None:
+        plan.init_weights = init_weights(plan.init["source"], plan.config)
+        return
+    saved, source = header.get("init"), plan.init["source"]
+    if saved is None:
+        raise ConfigError(f"{plan.out} holds a run that did not start from {source}; choose"
+                          f" another --out, or --force to start it over from {source}")
+    if saved.get("sha256") != plan.init["sha256"]:
+        raise ConfigError(f"{plan.out} holds a run fine-tuned from {saved.get('source')} (sha256"
+                          f" {str(saved.get('sha256'))[:12]}...), not from {source} (sha256"
+                          f" {plan.init['sha256'][:12]}...); choose another --out, or --force to"
+                          " start it over")
 
 
 def validate_lengths(config, steps, save_every_steps):
@@ -192,8 +249,6 @@ def _data_and_length(config, data, seed, steps, steps_per_epoch, log):
 def _check_run_folder(plan, resume, accept_data_change=False):
     """The state to continue from (None: start fresh), or a clear refusal."""
     out, state_path, target = plan.out, plan.state_path, plan.target
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"{out}: not a folder; the run folder must be a folder")
     if resume == "restart":
         return None
     if os.path.exists(state_path):
@@ -233,7 +288,7 @@ def _files_not_of_a_run(out):
         return []
     if is_run_record(files.read_json(os.path.join(out, RUN_RECORD))):
         return []
-    return sorted(n for n in os.listdir(out) if not is_partial(n))
+    return sorted(n for n in os.listdir(out) if not is_partial(n) and not is_lock(n))
 
 
 def _check_data_unchanged(plan, header, accept):

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from menet_tf import files
+from menet_tf import files, precisions
 from menet_tf.errors import CheckpointError
 
 STATE_FORMAT = 1
@@ -86,10 +86,18 @@ def data_changes(saved, current):
 
 
 def differences(saved, current):
-    """One line per field that differs between two fingerprints, for the refusal message."""
+    """One line per field that differs between two fingerprints, for the refusal message.
+    (A 0.1/0.2 run spelled its precision as Keras' policy, ``float32``: the same precision.)"""
+    saved, current = _same_spellings(saved), _same_spellings(current)
     keys = sorted(set(saved) | set(current))
     return [f"{k}: {saved.get(k, '(absent)')!r} in the run folder, {current.get(k, '(absent)')!r} now"
             for k in keys if saved.get(k) != current.get(k)]
+
+
+def _same_spellings(prints):
+    if "train.precision" not in prints:
+        return prints
+    return dict(prints, **{"train.precision": precisions.canonical(prints["train.precision"])})
 
 
 # ----------------------------------------------------------------------------------------------

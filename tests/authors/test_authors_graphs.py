@@ -205,4 +205,5 @@ def test_import_tf1_reads_a_caformer_checkpoint_off_its_variables(released, tmp_
     assert "depth 8, attention caformer" in capsys.readouterr().out
     model = keras.saving.load_model(out)
     assert model.attention_block == "caformer"
-    np.testing.assert_allclose(model(rainy, training=False).numpy(), expected, atol=1e-2)
+    # Measured 1.5e-5 on this 48x48 batch (this test, CPU).
+    np.testing.assert_allclose(model(rainy, training=False).numpy(), expected, rtol=0, atol=6e-5)

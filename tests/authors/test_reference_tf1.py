@@ -15,6 +15,9 @@ from conftest import REFERENCE
 # Without the reference results, one placeholder per test, skipped saying what is missing.
 MODELS = sorted(p.name for p in REFERENCE.iterdir() if p.is_dir()) if REFERENCE.is_dir() else ["missing"]
 LR = 1e-3
+# Worst |difference| of the 0..255 inference outputs measured on the three folders: 1.07e-4
+# (test_inference_outputs, CPU); the fixtures' README expects ~1e-3 of a faithful port.
+INFERENCE_ATOL = 5e-4
 
 
 def _model(name, reference_dir, jit_compile="auto"):
@@ -44,9 +47,10 @@ def test_inference_outputs(case, reference_dir):
     model = _model(name, reference_dir)
     for key in ("a", "b"):
         out = model(expected[f"infer_{key}_input"].astype("float32"), training=False).numpy()
-        np.testing.assert_allclose(out, expected[f"infer_{key}_output"], rtol=0, atol=1e-2)
+        np.testing.assert_allclose(out, expected[f"infer_{key}_output"], rtol=0,
+                                   atol=INFERENCE_ATOL)
     out = model.predict_on_batch(expected["infer_b_input"])
-    np.testing.assert_allclose(out, expected["infer_b_output"], rtol=0, atol=1e-2)
+    np.testing.assert_allclose(out, expected["infer_b_output"], rtol=0, atol=INFERENCE_ATOL)
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +87,30 @@ def test_train_step_under_xla_too(reference_dir):
         pytest.skip(f"{name} not in {reference_dir}")
     expected = np.load(reference_dir / name / "expected.npz")
     model = _model(name, reference_dir, jit_compile=True)
-    _check_step_logs(model, model.train_on_batch(*_batch(expected), return_dict=True), expected)
+    # XLA fuses the edge loss's sums in another order: measured 4.4e-5 relative (the edge loss;
+    # the objective 4.0e-5, MSE 4.6e-6), this test on a CPU.
+    _check_step_logs(model, model.train_on_batch(*_batch(expected), return_dict=True), expected,
+                     loss_rel=2e-4)
 
 
-def _check_step_logs(model, logs, expected):
+def _check_step_logs(model, logs, expected, loss_rel=5e-7):
     reference = {k[len("loss/"):]: float(expected[k]) for k in expected.files if k.startswith("loss/")}
     reference["loss"] = reference.pop("objective")
     reference.update(psnr=float(expected["metric/psnr"]), ssim=float(expected["metric/ssim"]))
     task_keys = set(model.task_names) | {f"weight_{t}" for t in model.task_names}
     assert set(logs) == {"loss", "psnr", "ssim", "skipped_steps"} | task_keys
     assert logs.pop("skipped_steps") == 0
+    # Measured on the three folders (test_train_step_losses_weights_metrics, CPU, no XLA): task
+    # weights equal (0.0); losses, objective and PSNR within 9.1e-8 relative (``loss_rel``);
+    # SSIM 3.1e-6 relative, 3.3e-6 under XLA (its Gaussian-window sums in another order). The
+    # README expects ~1e-5 of a faithful port.
     for key, ref in reference.items():
         if key.startswith("weight_"):
-            assert logs[key] == pytest.approx(ref, abs=1e-4), key
+            assert logs[key] == pytest.approx(ref, abs=1e-6), key
         elif key == "ssim":
-            assert logs[key] == pytest.approx(ref, rel=2e-5), key
+            assert logs[key] == pytest.approx(ref, rel=1e-5), key
         else:
-            assert logs[key] == pytest.approx(ref, rel=2e-4), key
+            assert logs[key] == pytest.approx(ref, rel=loss_rel), key
     # Fixed-weight models log their constant weights.
     for task in model.task_names:
         if f"weight_{task}" not in reference:
@@ -123,8 +134,16 @@ def test_gradients(case, reference_dir):
 
 
 def _assert_variables(values, expected, step):
-    """Variables after ``step`` Adam steps equal the reference, except where the first steps
-    flip the sign of an update because the gradient is within float noise of zero."""
+    """Variables after ``step`` Adam steps equal the reference, except where a step flips the
+    sign of an update because the gradient is within float noise of zero.
+
+    Measured on the three folders (test_adam_steps, CPU), of a variable's elements off by more
+    than 2e-4 + 1e-4 |ref|: after step 1, at most 20 of 36864 (5.4e-4), every one where the
+    reference gradient is within 8.3e-4 of its largest entry; after step 3, at most 546 of
+    36864 (1.5%), where the step-1 gradient is at most 0.147 of its largest entry, and the
+    median of these (variables with 5 or more) at most 0.24 of all elements' median (a
+    defect spread over the elements would put it near 1); no element off by more than 3.8e-3.
+    """
     for name, value in values.items():
         ref = expected[f"step{step}/{name}"]
         off = np.abs(value - ref) > 2e-4 + 1e-4 * np.abs(ref)
@@ -133,19 +152,30 @@ def _assert_variables(values, expected, step):
             rtol = 1e-4 if step == 1 else 1e-3
             np.testing.assert_allclose(value, ref, rtol=rtol, atol=2e-4, err_msg=name)
             continue
+        # The bulk of the elements: measured median |difference| 7.5e-9 after step 1, 2.2e-5
+        # after step 3 (this test); a learning rate 1% off moves every element 1e-5 a step.
+        assert np.median(np.abs(value - ref)) <= (3e-8 if step == 1 else 1e-4), name
         if not off.any():
             continue
-        # An Adam step moves a weight by at most ~lr, so a flipped step is off by at most 2 lr.
+        # An Adam step moves a weight by at most ~lr, so a flipped step is off by at most 2 lr
+        # (a bound from the arithmetic, not a measurement: 2e-3 after step 1, 6e-3 after 3).
         assert np.abs(value - ref).max() <= 2 * LR * step + 1e-4, name
+        grad = np.abs(expected["grad/" + name])
+        near_zero = grad / grad.max()
         if step == 1:
             # After one step the flips are exactly where the reference gradient is ~0.
-            grad = np.abs(expected["grad/" + name])
-            noisy = grad <= 2e-2 * grad.max()
-            assert noisy[off].all(), f"{name}: step differs where the gradient is clearly non-zero"
-            assert off.sum() <= max(2, 0.01 * off.size), f"{name}: {off.sum()} elements differ"
+            assert (near_zero[off] <= 3e-3).all(), \
+                f"{name}: step differs where the gradient is clearly non-zero"
+            assert off.sum() <= max(2, 2e-3 * off.size), f"{name}: {off.sum()} elements differ"
         else:
-            # Later gradients (unknown here) cross zero on more elements; still a small share.
-            assert off.sum() <= max(4, 0.1 * off.size), f"{name}: {off.sum()} elements differ"
+            # Steps 2 and 3 follow gradients not in the fixture, close to the step-1 one: the
+            # flips still sit where it is small, and are a small share.
+            assert (near_zero[off] <= 0.3).all(), \
+                f"{name}: step {step} differs where the gradient is clearly non-zero"
+            if off.sum() >= 5:
+                assert np.median(near_zero[off]) <= 0.5 * np.median(near_zero), \
+                    f"{name}: the elements that differ are not those of small gradient"
+            assert off.sum() <= max(4, 0.05 * off.size), f"{name}: {off.sum()} elements differ"
 
 
 @pytest.mark.slow  # the authors' batch at its fixed shape, 20x224x224

@@ -90,7 +90,9 @@ def test_cli_import_saves_a_keras_model_that_loads_to_identical_outputs(referenc
     load_checkpoint(reference, reference_dir / name / "checkpoint")
     x = expected["infer_a_input"].astype("float32")
     np.testing.assert_array_equal(loaded(x, training=False).numpy(), reference(x, training=False).numpy())
-    np.testing.assert_allclose(loaded.predict_on_batch(x), expected["infer_a_output"], atol=1e-2)
+    # Measured 8.0e-5 (this test, CPU), as test_reference_tf1's inference outputs.
+    np.testing.assert_allclose(loaded.predict_on_batch(x), expected["infer_a_output"], rtol=0,
+                               atol=4e-4)
     # The output is not overwritten without --force, and a misfit says why on one line.
     assert main(["import-tf1", str(reference_dir / name / "checkpoint"), "-o", str(out)]) == 1
     assert "exists; pass --force" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import tensorflow as tf
 import menet_tf
 from menet_tf.bench import speed as bench
 from menet_tf.bench import timing
+from menet_tf.bench.keys import keys_of
 from menet_tf.cli.main import main
 
 from bench_helpers import GRAPHS, HAVE_GRAPHS
@@ -19,18 +20,21 @@ PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 def test_quick_bench_writes_every_figure(quick_run, capsys):
     r = quick_run
-    for key in ("infer_b1", "infer_b20", "infer_large", "train_b20", "train_mse_b20"):
+    # Keys say the batch that ran: 4 and 2 under --quick (menet_tf.bench.keys).
+    assert keys_of(r["settings"])["infer_batch"] == "infer_b4"
+    assert keys_of(r["settings"])["train"] == "train_b2"
+    for key in ("infer_b1", "infer_b4", "infer_large", "train_b2", "train_mse_b2"):
         figure = r["port"][key]
         assert figure["median_s"] > 0 and figure["cpu_median_s"] >= 0, key
         assert figure["min_s"] <= figure["median_s"] <= figure["max_s"], key
         assert len(figure["runs_s"]) == r["settings"]["repeats"] == 1
         assert figure["per_item_s"] == pytest.approx(figure["median_s"] / figure["items"])
-    assert r["port"]["infer_b20"]["items"] == r["settings"]["inference"]["batches"][1] == 4
+    assert r["port"]["infer_b4"]["items"] == r["settings"]["inference"]["batches"][1] == 4
     assert r["gb_over_mse"]["wall"] > 0 and r["gb_over_mse"]["cpu"] > 0
     assert r["pipeline"]["crops_per_s"] > 0 and r["pipeline"]["crops"] > 0
     assert r["memory"]["peak_rss_mb"] > 100  # TensorFlow alone takes more
     machine = r["machine"]
-    assert machine["tensorflow"] == tf.__version__
+    assert machine["versions"]["tensorflow"] == tf.__version__
     assert machine["device"] in ("CPU", "GPU")
     assert isinstance(machine["cpu"]["flags"], list) and "amx" in machine["cpu"]
     assert {"intra_op", "inter_op"} <= set(machine["threads"])
@@ -47,7 +51,7 @@ def test_quick_bench_times_the_authors_graph_interleaved(quick_run):
     r = quick_run
     assert r["authors"]["name"] == "ModelShallowNewCaEdgeGramGradBalance"
     # Inference is timed on both sides; the authors' training graph only takes batch 20 of 224.
-    assert set(r["authors_graph"]) == {"infer_b1", "infer_b20", "infer_large"}
+    assert set(r["authors_graph"]) == {"infer_b1", "infer_b4", "infer_large"}
     assert set(r["ratios"]) == set(r["authors_graph"])
     for key, ratio in r["ratios"].items():
         expected = r["authors_graph"][key]["median_s"] / r["port"][key]["median_s"]

@@ -70,10 +70,10 @@ def test_dry_run_writes_every_section(dry_run):
     done, r = dry_run
     assert set(r["sections"]) == set(SECTIONS)
     for name, section in r["sections"].items():
-        assert section["ok"] in (True, False), (name, section)  # ran: neither skipped nor missing
+        # Ran (neither skipped nor missing) and passed: a CPU dry run has no reason to fail one.
+        assert section["ok"] is True, (name, section)
         assert section["seconds"] > 0, name
-        assert section["ok"] or section.get("error") or section.get("failures"), name
-    assert r["works"] == all(s["ok"] for s in r["sections"].values())
+    assert r["works"] is True
     assert done.returncode == (0 if r["works"] else 1), done.stdout + done.stderr
     assert r["verdict"].startswith(f"menet-tf {menet_tf.__version__} ")
     assert r["verdict"].endswith("[CPU dry run: no GPU figure]")
@@ -81,7 +81,7 @@ def test_dry_run_writes_every_section(dry_run):
                                              f" ({r['seconds']:.0f} s)"]
     device = r["device"]
     assert device["device"] == "CPU" and device["gpus"] == []
-    assert device["versions"]["menet_tf"] == menet_tf.__version__
+    assert device["versions"]["menet-tf"] == menet_tf.__version__
     assert device["versions"]["tensorflow"] == tf.__version__
     assert {"cuda_build", "cudnn_build", "is_cuda_build"} <= set(device["versions"])
     assert r["settings"]["tiny"] is True and r["settings"]["jit_compile"] is False
@@ -168,7 +168,7 @@ def test_a_failing_section_is_recorded_and_the_next_still_runs():
     assert b["ok"] is False and b["failures"] == ["fp16: TypeError: no"] and b["figure"] == 1.5
     assert c["ok"] is True and c["figure"] == 2 and c["error"] is None
     assert d["ok"] is None and d["not_run"].startswith("time budget")
-    result.update(device={"device": "GPU", "name": "Test GPU", "versions": {"menet_tf": "9"}},
+    result.update(device={"device": "GPU", "name": "Test GPU", "versions": {"menet-tf": "9"}},
                   settings={"inference": {"batches": [1, 20]}})
     works, line = check.verdict(result)
     assert works is False

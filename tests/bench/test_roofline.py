@@ -125,11 +125,11 @@ def test_quick_bench_has_the_roofline(quick_run):
     """The roofline columns: GFLOP/s and share of peak beside every timing (issue 16, 4)."""
     r = quick_run
     rf = checked_roofline(r, "fp32")
-    assert {"train_b20", "train_mse_b20", "infer_b1", "infer_b20", "infer_large"} <= set(rf["rows"])
-    step = rf["flops"]["train_b20"]["dense"]
+    assert {"train_b2", "train_mse_b2", "infer_b1", "infer_b4", "infer_large"} <= set(rf["rows"])
+    step = rf["flops"]["train_b2"]["dense"]
     assert 3.0 <= step / rf["flops"]["forward_train_batch"]["dense"] <= 3.2
     b, s = r["settings"]["inference"]["batches"][1], r["settings"]["inference"]["size"]
-    assert rf["flops"]["infer_b20"]["dense"] == b * rf["flops"]["infer_b1"]["dense"]
+    assert rf["flops"]["infer_b4"]["dense"] == b * rf["flops"]["infer_b1"]["dense"]
     assert r["settings"]["training"]["size"] == s == 64
     printed = report.format_table(r)
     header = printed.splitlines()[0]
@@ -151,7 +151,7 @@ def test_quick_bench_in_bf16_without_training(tmp_path, capsys):
             "--precision", "bf16", "--out", str(out)]
     assert main(argv) == 0
     r = json.loads(out.read_text())
-    assert set(r["port"]) == {"infer_b1", "infer_b20", "infer_large"}
+    assert set(r["port"]) == {"infer_b1", "infer_b4", "infer_large"}
     assert r["settings"]["precision"] == "bf16" and r["gb_over_mse"] is None
     checked_roofline(r, "bf16")
     assert "menet-tf (bf16)" in capsys.readouterr().out

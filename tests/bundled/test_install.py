@@ -6,6 +6,9 @@ checkout, and stale files there would go into later wheels), installed with no i
 folder of its own, and run from a folder outside the repository with no MENET_* variable and
 proxies that lead nowhere, so neither ../shared, the source tree nor the network can help.
 
+The paper's tables (the top-level experiments/ folder) travel the same way: ``menet-tf table
+table1`` plans and runs from the installed copy.
+
 The installed wheel reuses .venv's TensorFlow and other dependencies (``--no-deps``): there is no
 network here to install TensorFlow afresh, so what is tested is menet-tf's own files.
 """
@@ -20,7 +23,7 @@ import pytest
 from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SOURCES = ("setup.py", "setup.cfg", "README.md", "menet_tf")
+SOURCES = ("setup.py", "setup.cfg", "README.md", "menet_tf", "experiments")
 EXAMPLE = REPO / "examples" / "cat.png"
 NOWHERE = "http://127.0.0.1:9"  # the discard port: any attempt to download fails at once
 
@@ -85,4 +88,40 @@ def test_derain_without_model_runs_from_the_installed_wheel(site, tmp_path):
     assert sum(line.startswith("model: ") for line in printed.splitlines()) == 1, printed
     written = np.asarray(Image.open(work / "out" / "photo.png"))
     assert written.shape == np.asarray(Image.open(EXAMPLE)).shape
+    assert str(REPO) not in printed, f"{wheel.name} reached into the checkout:\n{printed}"
+
+
+def test_the_tables_travel_in_the_wheel_with_their_configurations(site):
+    site_dir, wheel = site
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tables = {p.name for p in (REPO / "experiments").glob("*.json")}
+    configs = {p.name for p in (REPO / "experiments" / "released").glob("*.json")}
+    assert tables == {"table1.json", "table2.json", "table4.json", "menet.json"}
+    for name in tables:
+        assert f"menet_tf/evaluation/experiments/{name}" in names
+    for name in configs:
+        assert f"menet_tf/evaluation/experiments/released/{name}" in names
+
+
+@pytest.mark.slow
+def test_table1_runs_from_the_installed_wheel_outside_the_checkout(site, tmp_path):
+    """`menet-tf table table1 --quick` (one row, two steps, a tiny set) from another folder."""
+    from menet_tf.data import synthesize
+
+    site_dir, wheel = site
+    work = tmp_path / "elsewhere"
+    data = work / "data"
+    synthesize(str(data), preset="light", seed=2, count=4, test_count=2, size="72x56",
+               progress=False)
+    printed = _run([sys.executable, "-c", RUN, "table", "table1", "--quick", "--rows", "Lp",
+                    "--steps", "2", "--data", "data", "-o", "runs", "--crop-size", "32",
+                    "--batch-size", "8", "--depth", "1", "--eval-crop-size", "32",
+                    "--jit-compile", "off", "--grid-images", "1", "--quiet"],
+                   cwd=work, PYTHONPATH=str(site_dir))
+    assert str(site_dir / "menet_tf" / "__init__.py") in printed, printed
+    table = (work / "runs" / "table.md").read_text()
+    assert "Quick-run numbers" in table and "ModelShallowNew" in table
+    assert (work / "runs" / "Lp" / "evaluation" / "summary.json").is_file()
     assert str(REPO) not in printed, f"{wheel.name} reached into the checkout:\n{printed}"

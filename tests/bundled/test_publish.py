@@ -123,3 +123,40 @@ def test_a_used_work_folder_is_refused_before_anything_is_written(setup, bundle,
         add_model(str(setup[1]), "tiny-3", str(setup[0] / "data"), work=str(tmp_path))
     assert "tiny-3" not in registry.names() and (tmp_path / "mine.txt").exists()
     assert before == registry.registry_path() and not (bundle / "tiny-3.weights.h5").exists()
+
+
+def test_rain_words_name_the_model_for_that_rain(setup, bundle, tmp_path, capsys):
+    """`models add --rain heavy --heavy-data DIR --train-data DIR` through the command: the word
+    names the model in every --model, moves from one model to the next, and the heavy test set
+    is scored under all three protocols; the card of a heavy model says it is one."""
+    from menet_tf.cli.main import main
+
+    root, run, _ = setup
+    data = str(root / "data")
+    for name in ("wet-1", "wet-2"):
+        assert main(["models", "add", str(run), "--name", name, "--data", data, "--rain",
+                     "heavy", "--heavy-data", data, "--train-data", data, "--quiet"]) == 0
+        assert registry.resolve("heavy") == name and registry.entry("heavy")["name"] == name
+    assert registry.entry("wet-1")["rain"] is None  # the word moved to wet-2
+    heavy = registry.entry("wet-2")["heavy"]
+    assert set(heavy) >= {"authors", "y", "rgb"} and heavy["images"] == 2
+    assert "/data/test (menet-tf synth, preset light" in heavy["data"]
+    assert "**Heavy rain** (what it was trained on)" in card.render(registry.entry("wet-2"))
+    assert registry.is_bundled_name("heavy") and not registry.is_bundled_name("light")
+    with pytest.raises(MenetError, match="rain words: heavy"):
+        registry.entry("light")
+    main(["models"])
+    assert "--model heavy (wet-2)" in capsys.readouterr().out
+    out = tmp_path / "out"
+    probe = tmp_path / "in.png"
+    from PIL import Image
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(probe)
+    assert main(["derain", str(probe), "-o", str(out), "--model", "heavy", "--quiet"]) == 0
+    assert (out / "in.png").is_file()
+
+
+def test_an_unknown_rain_word_is_refused(setup, bundle):
+    from menet_tf.publish.bundle import add_model
+
+    with pytest.raises(MenetError, match="light or heavy"):
+        add_model(str(setup[1]), "x", str(setup[0] / "data"), rain="drizzle")

@@ -29,8 +29,16 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+def _lambda_writing(marker):
+    """A lambda that creates ``marker`` when it runs (the path is baked into its code, which
+    Keras stores marshalled in the file)."""
+    return eval(f"lambda x: (open({str(marker)!r}, 'w').close(), x * 2)[1]")  # noqa: S307
+
+
 def test_keras_file_with_a_lambda_is_refused(tmp_path):
-    """A `.keras` holding a Lambda layer (arbitrary Python) does not load: safe mode is on."""
+    """A `.keras` holding a Lambda layer (arbitrary Python) does not load: safe mode is on.
+    The lambda creates a marker file when run; with safe mode off, loading runs it (checked
+    below), so a loader that turned safe mode off fails this test."""
     import keras
 
     import menet_tf
@@ -38,14 +46,19 @@ def test_keras_file_with_a_lambda_is_refused(tmp_path):
     marker = tmp_path / "lambda-ran"
     path = tmp_path / "evil.keras"
     inputs = keras.Input((8, 8, 3))
-    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(path)
+    keras.Model(inputs, keras.layers.Lambda(_lambda_writing(marker))(inputs)).save(path)
+    assert marker.exists()  # building the model ran the payload once: it does write
+    marker.unlink()
     with pytest.raises(MenetError) as refused:
         menet_tf.load_model(str(path))
+    assert not marker.exists(), "loading the .keras file ran its lambda (safe mode off)"
     message = str(refused.value)
     assert str(path) in message and "\n" not in message, message
     assert "safe_mode" in message or "arbitrary code" in message, \
         f"refused for another reason than safe mode: {message}"
-    assert not marker.exists()
+    # The control: the same file loaded with safe mode off runs the payload.
+    keras.saving.load_model(path, safe_mode=False)
+    assert marker.exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """Synthetic rain: reproducible, readable by every reader, heavy measurably heavier than light."""
+import hashlib
 import json
 import os
 
@@ -55,6 +56,32 @@ def test_rainy_is_clean_plus_streaks(tmp_path):
     assert np.all(rainy >= clean)
 
 
+def _pixels_digest(folder):
+    h = hashlib.sha256()
+    for split in ("train", "test"):
+        for name in sorted(os.listdir(os.path.join(folder, split))):
+            h.update(name.encode())
+            h.update(np.asarray(Image.open(os.path.join(folder, split, name))).tobytes())
+    return h.hexdigest()
+
+
+# Digests of the pixels menet-tf 0.2's own synth wrote for these settings (run from the 0.2
+# source before the renderer changed): the old presets must keep drawing exactly that rain.
+DIGESTS_0_2 = {
+    "heavy-0.2": "dfd00949615d916959321c0f40b05317217ea453bc11682b96b842851ab61da5",
+    "light-0.2": "0d5cd085391863b8c10dec2b8d25627e69dfd8117f5e937911df081174ea2984",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(DIGESTS_0_2))
+def test_the_presets_of_0_2_give_the_same_pixels_as_0_2(tmp_path, preset):
+    synthesize(tmp_path / "s", preset=preset, seed=5, count=2, test_count=1, size="96x64",
+               progress=False)
+    assert _pixels_digest(tmp_path / "s") == DIGESTS_0_2[preset]
+    meta = json.load(open(tmp_path / "s" / "synth.json"))
+    assert meta["renderer_version"] == "0.2" and meta["preset_params"]["spread"] in (25.0, 0.0)
+
+
 def test_heavy_is_heavier_than_light(tmp_path):
     opts = dict(count=4, test_count=0, size="mixed", progress=False, seed=0)
     heavy = synthesize(tmp_path / "h", preset="heavy", **opts)["input_psnr_db"]["train"]
@@ -90,13 +117,19 @@ def test_user_clean_dir_and_native_size(tmp_path):
         synthesize(tmp_path / "o2", clean_dir=tmp_path / "empty", progress=False)
 
 
-def test_rerun_overwrites_but_foreign_files_are_protected(tmp_path):
+def test_rerun_needs_force_and_foreign_files_are_protected(tmp_path):
     synthesize(tmp_path / "out", seed=0, **{**SMALL, "count": 4})
-    synthesize(tmp_path / "out", seed=0, **SMALL)  # fewer pairs: stale ones must go
+    before = read_all(tmp_path / "out" / "train")
+    with pytest.raises(DataError, match="already holds a synthetic set; pass --force"):
+        synthesize(tmp_path / "out", seed=1, **SMALL)
+    after = read_all(tmp_path / "out" / "train")  # refused: nothing was touched
+    assert list(after) == list(before) and all(np.array_equal(before[k], after[k]) for k in after)
+    synthesize(tmp_path / "out", seed=0, force=True, **SMALL)  # fewer pairs: stale ones must go
     assert len(discover(tmp_path / "out" / "train").pairs) == 3
     (tmp_path / "out" / "train" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="notes.txt"):
-        synthesize(tmp_path / "out", seed=0, **SMALL)
+        synthesize(tmp_path / "out", seed=0, force=True, **SMALL)
+    assert (tmp_path / "out" / "train" / "notes.txt").read_text() == "mine"
 
 
 def test_bundled_photos_are_rgb():

@@ -66,30 +66,10 @@ def test_ssim_float64_refuses_images_smaller_than_its_window():
         metrics.ssim_float64(small, small)
 
 
-def _old_authors_protocol(derainer, pairs, crop_size, batch_size):
-    """Reference: the protocol's loop as it was, SSIM computed by image_metrics and again per
-    crop with training's ``metrics.ssim``."""
-    import tensorflow as tf
-
-    from menet_tf.data import eval_dataset
-
-    batch = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
-    crops = {k: [] for k in batch}
-    for rainy, clean in eval_dataset(pairs, batch_size=batch_size, crop_size=crop_size):
-        derained = tf.constant(derainer.predict(rainy.numpy()), tf.float32)
-        for prefix, image in (("", derained), ("input_", rainy)):
-            p, s = metrics.image_metrics(clean, image)
-            batch[prefix + "psnr"].append(float(p))
-            batch[prefix + "ssim"].append(float(s))
-            crops[prefix + "psnr"].extend(metrics.psnr(image, clean).numpy())
-            crops[prefix + "ssim"].extend(metrics.ssim(image, clean).numpy())
-    result = {k: float(np.mean(v)) for k, v in batch.items()}
-    result["per_image"] = {k: np.asarray(v, np.float64).reshape(len(pairs), 10).mean(1)
-                           for k, v in crops.items()}
-    return result
-
-
-def test_authors_protocol_gives_what_the_old_double_scoring_gave(tmp_path):
+def test_authors_protocol_equals_an_independent_scoring(tmp_path):
+    """The protocol against tests/protocol_oracle.py: crops cut in NumPy, PSNR and SSIM by
+    scikit-image in float64, a partial last batch; only the network's predictions are shared."""
+    import protocol_oracle
     from menet_tf.data import synthesize
     from menet_tf.evaluation.protocols import authors_protocol
     from menet_tf.evaluation.scoring import load_test_pairs
@@ -100,13 +80,15 @@ def test_authors_protocol_gives_what_the_old_double_scoring_gave(tmp_path):
     _, pairs = load_test_pairs(str(tmp_path / "data"))
     derainer = load_derainer("menet-gb-rain100l", jit_compile=False)
     new = authors_protocol(derainer, pairs, crop_size=32, batch_size=8)  # 30 crops, last batch 6
-    old = _old_authors_protocol(derainer, pairs, crop_size=32, batch_size=8)
-    assert new["batches"] == 4
+    oracle = protocol_oracle.authors_protocol(
+        derainer.predict, [(p.rainy, p.clean) for p in pairs], crop_size=32, batch_size=8)
+    assert new["batches"] == oracle["batches"] == 4
+    # Measured (this test, CPU): means 6.5e-7 dB and per image 1.1e-6 dB (float32 PSNR against
+    # float64), SSIM 9.8e-9.
     for key in ("psnr", "input_psnr"):
-        assert new[key] == old[key]
-        np.testing.assert_array_equal(new["per_image"][key], old["per_image"][key])
+        assert new[key] == pytest.approx(oracle[key], abs=4e-6), key
+    np.testing.assert_allclose(new["per_image"]["psnr"], oracle["per_image"]["psnr"], rtol=0,
+                               atol=4e-6)
     for key in ("ssim", "input_ssim"):
-        assert new[key] == pytest.approx(old[key], abs=1e-7)
-        np.testing.assert_allclose(new["per_image"][key], old["per_image"][key], rtol=0,
-                                   atol=1e-7)
+        assert new[key] == pytest.approx(oracle[key], abs=4e-8), key
     assert new["psnr"] != new["input_psnr"]  # the model's output, not its input, was scored

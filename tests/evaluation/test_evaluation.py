@@ -207,14 +207,30 @@ def tiny_run(tmp_path_factory):
     return data, run
 
 
+def _oracle_pairs(data):
+    """(rainy, clean) paths of a synthesized test set, paired by name here, in name order."""
+    rainy = sorted((data / "test").glob("rain-*.png"))
+    return [(r, r.with_name("no" + r.name)) for r in rainy]
+
+
 def test_authors_protocol_equals_train_final_validation(tiny_run):
+    """evaluate's figure is train's final validation, and both are what an independent
+    scoring (tests/protocol_oracle.py: NumPy crops, scikit-image) gives the model's outputs."""
+    import protocol_oracle
     from menet_tf.evaluation.scoring import evaluate
+    from menet_tf.infer.load import load_derainer
 
     data, run = tiny_run
     reported = json.loads((run / "eval.json").read_text())
     summary = evaluate(str(run), str(data), None, protocols=("authors",), crop_size=32,
                        batch_size=8, progress=False)
+    oracle = protocol_oracle.authors_protocol(load_derainer(str(run)).predict,
+                                              _oracle_pairs(data), crop_size=32, batch_size=8)
     assert summary["authors"]["crops"] == 30
+    # Measured against the oracle (this test, CPU): PSNR 5.4e-7 dB, SSIM 1.6e-8.
+    for key, tolerance in (("psnr", 2e-6), ("input_psnr", 2e-6), ("ssim", 6e-8),
+                           ("input_ssim", 6e-8)):
+        assert summary["authors"][key] == pytest.approx(oracle[key], abs=tolerance), key
     assert summary["authors"]["psnr"] == pytest.approx(reported["psnr"], abs=1e-4)
     assert summary["authors"]["ssim"] == pytest.approx(reported["ssim"], abs=1e-6)
 
@@ -229,10 +245,23 @@ def test_evaluate_cli_writes_every_protocol(tiny_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "authors" in printed and "rgb" in printed
     summary = json.loads((out / "summary.json").read_text())
-    for protocol in ("authors", "y", "rgb"):
+    # The whole-image protocols recomputed independently (tests/protocol_oracle.py: 8-bit
+    # outputs, MATLAB's Y, scikit-image), from the model's own float outputs.
+    import protocol_oracle
+    from menet_tf.infer.load import load_derainer
+
+    derainer = load_derainer(str(run / "model.keras"))
+    images = [(protocol_oracle.read(r), protocol_oracle.read(c)) for r, c in _oracle_pairs(data)]
+    for protocol in ("y", "rgb"):
         entry = summary[protocol]
-        assert 5 < entry["psnr"] < 60 and 0 < entry["ssim"] <= 1 and entry["description"]
-        assert 5 < entry["input_psnr"] < 60
+        for prefix, image_of in (("", derainer.derain), ("input_", lambda r: r)):
+            scores = [protocol_oracle.whole_image_scores(image_of(r.astype(np.float32)), c,
+                                                         protocol) for r, c in images]
+            want_psnr, want_ssim = np.mean(scores, axis=0)
+            # Measured (this test, CPU): equal to 2e-16 (the same 8-bit outputs).
+            assert entry[prefix + "psnr"] == pytest.approx(want_psnr, abs=1e-6), (protocol, prefix)
+            assert entry[prefix + "ssim"] == pytest.approx(want_ssim, abs=1e-8), (protocol, prefix)
+    assert summary["authors"]["description"] and summary["y"]["description"]
     assert summary["seconds_per_image"] > 0 and summary["device"] and summary["images"] == 3
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 3

@@ -115,7 +115,8 @@ def test_tflite_float_and_dynamic_range(capsys):
     float_bytes = export.tflite_bytes(derainer, size)
     out = export.run_tflite(float_bytes, x)
     assert out.shape == x.shape
-    assert np.abs(out - reference).max() <= 0.5
+    # Measured 1.0e-4 (this test, CPU, printed below): the SavedModel beside it is 1.2e-4.
+    assert np.abs(out - reference).max() <= 5e-4
     quant_bytes = export.tflite_bytes(derainer, size, quantize="dynamic")
     quant = export.run_tflite(quant_bytes, x)
     psnr = float(tf.image.psnr(quant, out, max_val=255.0)[0])

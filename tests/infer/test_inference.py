@@ -81,7 +81,8 @@ def test_folded_batch_norm_equals_model_in_inference_mode(depth, attention):
     x = _image((32, 48)).astype(np.float32)[None]
     reference = model(x, training=False).numpy()
     folded = Derainer(model, fold_batch_norm=True).predict(x)
-    np.testing.assert_allclose(folded, reference, atol=1e-2)
+    # Measured worst 4.6e-4 (this test, the three models, CPU): folding reorders float32 sums.
+    np.testing.assert_allclose(folded, reference, rtol=0, atol=2e-3)
     assert np.abs(reference - x).max() > 1.0  # the network changes the image: a real check
 
 
@@ -109,12 +110,32 @@ def test_folded_weights_equal_conv_then_batch_norm():
 
 
 def test_training_mode_is_not_folded():
-    """The folding switch is scoped to the Derainer's trace: model(x) outside is untouched."""
+    """Inside the folding switch, training mode still normalises with the batch's statistics
+    and updates the moving ones, as outside it; the switch ends with its block, and a folded
+    Derainer leaves model(x) unfolded (bit for bit the same as before)."""
     from menet_tf.model.layers import _FOLD_BATCH_NORM, folded_batch_norm
 
+    model = _model(2, attention=True)
+    x = np.stack([_image((32, 48), seed=s) for s in range(2)]).astype(np.float32)
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    inference = model(x, training=False).numpy()
+    outside = model(x, training=True).numpy()
+    moved = [v.numpy() for v in model.non_trainable_variables]
+    for v, value in zip(model.non_trainable_variables, saved):
+        v.assign(value)
     with folded_batch_norm():
         assert _FOLD_BATCH_NORM.get()
+        inside = model(x, training=True).numpy()
+        folded = model(x, training=False).numpy()
     assert not _FOLD_BATCH_NORM.get()
+    np.testing.assert_array_equal(inside, outside)
+    for a, b in zip(model.non_trainable_variables, moved):
+        np.testing.assert_array_equal(a.numpy(), b)
+    assert np.abs(inside - folded).max() > 1.0  # batch statistics differ from moving ones
+    for v, value in zip(model.non_trainable_variables, saved):
+        v.assign(value)
+    Derainer(model, fold_batch_norm=True).predict(x)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), inference)
 
 
 # ------------------------------------------------------------------------------------- tracing
@@ -181,15 +202,18 @@ def test_resize_mode_follows_the_released_script(released):
     assert np.abs(out - padded).max() > 1.0  # the two modes really differ
 
 
-def test_tiled_equals_untiled_away_from_the_border(released):
-    """Issue 7: tiles and the whole image agree within 1.0 on 0..255 (here: everywhere)."""
+def test_tiled_equals_untiled_everywhere(released):
+    """Issue 7: tiles and the whole image agree on 0..255 everywhere, borders included."""
     x = _image((240, 304), seed=3)
     for model in released:
         derainer = Derainer(model)
         whole = derainer.derain(x, mode="pad")
         tiled = derainer.derain(x, mode="tile", tile_size=192, overlap=128)
         assert tiled.shape == x.shape
-        assert np.abs(tiled - whole)[8:-8, 8:-8].max() < 1.0
+        # Measured worst 0.105 (GB) and 0.139 (fixed), at interior pixels, none worse at the
+        # border (this test on the seeded reference weights, CPU); the tiles' blend is exact
+        # only in the limit of an infinite overlap, so this is not float noise.
+        assert np.abs(tiled - whole).max() < 0.4
         assert np.abs(whole - x).max() > 1.0
 
 
@@ -205,7 +229,7 @@ def test_attention_mean_hook_reproduces_and_overrides_the_scale():
                                derainer.predict(x), atol=1e-3)
     shifted = with_mean(tf.constant(x), tf.constant(mean + 2.0)).numpy()
     assert np.abs(shifted - derainer.predict(x)).max() > 0.1
-    assert derainer._has_attention() and not Derainer(_model(1))._has_attention()
+    assert derainer.has_attention() and not Derainer(_model(1)).has_attention()
 
 
 def test_tiles_cover_the_image_and_overlap():

@@ -67,14 +67,28 @@ def test_fp32_gives_the_tensorflow_images(tf_derainer, ov_fp32, mode, options):
     out = ov_fp32.derain(x, mode=mode, **options)
     assert out.shape == x.shape and out.dtype == np.float32
     assert np.abs(reference - x).max() > 1.0  # the network changes the image
-    np.testing.assert_allclose(out, reference, atol=2e-3)
+    # Measured worst 7.6e-5 over the three modes (this test, CPU); bf16 would be ~0.4.
+    np.testing.assert_allclose(out, reference, rtol=0, atol=3e-4)
 
 
 def test_bf16_within_a_few_grey_levels(tf_derainer):
     ov_bf16 = OpenVINODerainer.from_derainer(tf_derainer, "bf16")
     x = _images(1, 40, 48, seed=2)
     diff = np.abs(ov_bf16.derain(x) - tf_derainer.derain(x))
-    assert diff.max() <= 4.0 and diff.mean() <= 0.5, (diff.max(), diff.mean())
+    # Measured max 0.43, mean 0.058 (this test, a CPU with AVX512_BF16).
+    assert diff.max() <= 1.5 and diff.mean() <= 0.2, (diff.max(), diff.mean())
+    if _has_bf16_arithmetic():  # else OpenVINO may compute in float32 (diff ~1e-4)
+        assert diff.max() > 0.02, "bf16 asked for, float32 computed"
+
+
+def _has_bf16_arithmetic():
+    """Whether this CPU does bf16 arithmetic (what OpenVINO's bf16 hint needs to take effect)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def test_compiled_once_per_shape(tf_derainer, ov_fp32, monkeypatch):
@@ -89,10 +103,10 @@ def test_compiled_once_per_shape(tf_derainer, ov_fp32, monkeypatch):
     monkeypatch.setattr(openvino_backend, "CACHE_SIZE", 2)
     for size in (16, 64, 80):
         derainer.predict(_images(1, size, 32))
-    assert len(derainer._compiled) == 2 and derainer.compile_count == 5
+    assert len(derainer.runner.compiled) == 2 and derainer.compile_count == 5
     dynamic = OpenVINODerainer(ov_fp32.network, "fp32", ov_fp32.multiple, tf_derainer,
                                static_shapes=False)
-    np.testing.assert_allclose(dynamic.predict(b), derainer.predict(b), atol=2e-3)
+    np.testing.assert_allclose(dynamic.predict(b), derainer.predict(b), rtol=0, atol=3e-4)
     dynamic.predict(a)
     assert dynamic.compile_count == 1
 
@@ -150,7 +164,8 @@ def test_saved_model_source(tf_derainer, tmp_path):
     path = export.export_saved_model(tf_derainer, tmp_path / "sm")
     derainer = load_derainer(path, backend="openvino")
     x = _images(1, 37, 45, seed=5)
-    np.testing.assert_allclose(derainer.derain(x), tf_derainer.derain(x), atol=2e-3)
+    # Measured 6.9e-5 (this test, CPU); as test_fp32_gives_the_tensorflow_images.
+    np.testing.assert_allclose(derainer.derain(x), tf_derainer.derain(x), rtol=0, atol=3e-4)
 
 
 def _one_line_error(argv, capsys):
