@@ -79,7 +79,10 @@ def test_summaries_and_interleaving():
 
 
 def test_cpu_info_reads_the_flags():
-    info = bench.cpu_info()
+    from menet_tf.machine import cpu_info
+
+    info = cpu_info()
+    assert bench.machine_info()["cpu"] == info  # the bench records the one environment record
     assert info["logical_cpus"] >= 1
     assert info["avx512"] == any(f.startswith("avx512") for f in info["flags"])
 

@@ -58,7 +58,8 @@ def derainer():
 
 
 def _run(*argv):
-    return main(["derain", *map(str, argv), "--quiet"])
+    """derain through the command with the model the ``derainer`` fixture is (light rain)."""
+    return main(["derain", *map(str, argv), "--model", "light", "--quiet"])
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,9 @@ def test_the_command_prints_its_address_answers_and_stops_on_ctrl_c():
             if "open http://127.0.0.1:" in line:
                 break
         url = line.split("open ", 1)[1].split()[0]
-        assert lines[0].startswith("model: menet-gb-rain100l: MENET-GB")
+        from menet_tf.bundled.registry import default_name
+
+        assert lines[0].startswith(f"model: {default_name()}: MENET-GB")
         assert httpx.get(url + "v1/health", timeout=30).json()["status"] == "ok"
         response = httpx.post(url + "v1/derain", content=example_bytes(size=(64, 64)),
                               timeout=60)
