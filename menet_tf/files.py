@@ -5,6 +5,7 @@ One mechanism for the whole package: run state, models, JSON/CSV/Markdown result
 de-rained photos and exports all go through :func:`replacing`.
 """
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -112,3 +113,14 @@ def read_json(path):
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def sha256_of(*paths):
+    """The sha256 of the files read one after the other: one file's checksum (a bundled
+    model's weights), or a TF1 checkpoint's files as one (what a fine-tuned run records)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

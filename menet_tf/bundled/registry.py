@@ -10,11 +10,11 @@ instead of failing somewhere inside Keras.
 ``MENET_BUNDLED_DIR`` points the registry elsewhere (a copy to damage in the tests, a folder of
 one's own models); unset, it is this package's folder.
 """
-import hashlib
 import json
 import os
 
 from menet_tf.errors import CheckpointError, MenetError
+from menet_tf.files import sha256_of  # one home; registry.sha256_of as before
 
 REGISTRY_FILE = "registry.json"
 FOLDER_VARIABLE = "MENET_BUNDLED_DIR"
@@ -104,14 +104,6 @@ def entry(name):
 
 def is_bundled_name(text):
     return isinstance(text, str) and resolve(text) in load_registry()["models"]
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_path(name, verify=True):

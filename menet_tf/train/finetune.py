@@ -8,10 +8,10 @@ starts fresh, with the run's configured learning rate and schedule, as the autho
 when they restore weights. A run records the source and the sha256 of its weights files, so a
 resumed run can tell whether it is still fine-tuning from the same weights.
 """
-import hashlib
 import os
 
 from menet_tf.errors import CheckpointError, ConfigError
+from menet_tf.files import sha256_of
 
 
 def init_record(source):
@@ -23,16 +23,12 @@ def init_record(source):
     from menet_tf.infer.load import weights_files
 
     kind, paths = weights_files(source)
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        except OSError as err:
-            raise CheckpointError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        digest = sha256_of(*paths)
+    except OSError as err:
+        raise CheckpointError(f"{err.filename}: cannot be read ({err.strerror})") from None
     return {"source": os.fspath(source), "kind": kind,
-            "files": [os.path.abspath(p) for p in paths], "sha256": digest.hexdigest()}
+            "files": [os.path.abspath(p) for p in paths], "sha256": digest}
 
 
 def _below_top(path):

@@ -209,10 +209,7 @@ class Session:
         stop_signal = interrupts.requested()
         if stop_signal is None:
             return
-        self.checkpoint()
-        self.record.write("interrupted")  # run.json ends with this session, at this step
-        _remove_cache(self.plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
-        step = self.header["global_step"]
+        step = self._leave("interrupted")  # run.json ends with this session, at this step
         self.log(f"interrupted: state saved at step {step}; run the same command again to continue")
         raise TrainingInterrupted(f"interrupted by {signal.Signals(stop_signal).name} at step"
                                   f" {step}", interrupts.EXIT_CODES[stop_signal])
@@ -223,12 +220,18 @@ class Session:
         step = self.header["global_step"]
         if self.plan.stop is None or step >= self.plan.target or not self.plan.stop(step):
             return
-        self.checkpoint()
-        self.record.write("stopped", summary=self._summary(stopped=True))
-        _remove_cache(self.plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
+        self._leave("stopped", summary=self._summary(stopped=True))
         self.log(f"stopped: state saved at step {step} of {self.plan.target}; run the same command"
                  " again to continue")
         raise _StopRequested(step)
+
+    def _leave(self, status, summary=None):
+        """End the session between two steps: the state saved, run.json marked ``status``, the
+        session's cache removed. Returns the step it ended at."""
+        self.checkpoint()
+        self.record.write(status, summary=summary)
+        _remove_cache(self.plan.out, created=isinstance(self.train_cache, str), chief=self.chief)
+        return self.header["global_step"]
 
     def _epoch_batches(self, epoch, n_batches, done):
         """The epoch's batches in its seeded order, without the ``done`` ones already trained."""
